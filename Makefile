@@ -1,0 +1,35 @@
+# `make demo` and `make test` each install everything they need into .venv first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps demo test test-unit bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "driftd needs Python 3.11 ($(PYTHON) not found)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: install
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/driftd demo --dir .demo
+
+test: install system-deps
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest -q -p no:cacheprovider
+
+test-unit: install
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest -q -m "not integration"
+
+bench: install
+	$(BIN)/python bench/drift_check.py
+	$(BIN)/python bench/compress.py
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info

@@ -1,0 +1,518 @@
+"""The driftd configuration: one YAML file, validated with pydantic.
+
+Unknown keys are errors, `${VAR}` / `${VAR:-default}` expand from the environment, secrets
+come from the environment or `*_file` paths, and `defaults` are deep-merged into each model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names each offending key path."""
+
+
+# --- small value types -------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 15m, 1h, 14d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+@dataclass(frozen=True)
+class NOfM:
+    """`2 of 3`: at least n of the last m windows."""
+
+    n: int
+    m: int
+
+    def __str__(self) -> str:
+        return f"{self.n} of {self.m}"
+
+
+def parse_n_of_m(value: Any) -> NOfM:
+    if isinstance(value, NOfM):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        n, m = value, value
+    else:
+        match = re.match(r"^\s*(\d+)\s+of\s+(\d+)\s*$", str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not 'N of M' (e.g. '2 of 3')")
+        n, m = int(match.group(1)), int(match.group(2))
+    if not 1 <= n <= m:
+        raise ValueError(f"'{n} of {m}' needs 1 <= N <= M")
+    return NOfM(n, m)
+
+
+NOfMField = Annotated[NOfM, BeforeValidator(parse_n_of_m)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+class SecretURL(Strict):
+    """A URL that may carry credentials: given inline (from ${VAR}) or read from `url_file`."""
+
+    url: SecretStr | None = None
+    url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "SecretURL":
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url or url_file")
+        return self
+
+    def resolved_url(self) -> str:
+        if self.url is not None:
+            return self.url.get_secret_value()
+        assert self.url_file is not None
+        return _read_secret_file(self.url_file)
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+class FilesSource(Strict):
+    type: Literal["files"]
+    path: str = Field(description="glob of Parquet, CSV or JSON-lines files")
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+
+
+class SqlSource(SecretURL):
+    type: Literal["sql"]
+    table: str | None = None
+    query: str | None = None
+    db_schema: str | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> "SqlSource":
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
+Source = Annotated[Union[FilesSource, SqlSource], Field(discriminator="type")]
+
+
+# --- per-model sections ------------------------------------------------------------------
+
+
+class Columns(Strict):
+    timestamp: str
+    id: str
+    prediction: str
+    probability: str | None = None
+    target: str | None = None
+    numerical: list[str] = []
+    categorical: list[str] = []
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Columns":
+        features = self.numerical + self.categorical
+        if not features:
+            raise ValueError("list at least one feature under numerical or categorical")
+        dupes = sorted({c for c in features if features.count(c) > 1})
+        if dupes:
+            raise ValueError(f"columns listed twice among the features: {dupes}")
+        roles = {self.timestamp, self.id, self.prediction}
+        clash = sorted(roles & set(features))
+        if clash:
+            raise ValueError(f"{clash} cannot be both a feature and timestamp/id/prediction")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return self.numerical + self.categorical
+
+
+class Schedule(Strict):
+    every: Duration | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Schedule":
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of every or cron")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from None
+        return self
+
+
+class Window(Strict):
+    size: Duration = timedelta(hours=1)
+    min_rows: int = Field(default=500, ge=1)
+    max_rows: int | None = Field(default=200_000, ge=1)
+
+
+DRIFT_METHODS = {
+    "numerical": {"wasserstein", "psi", "ks", "kl_div", "jensenshannon", "hellinger", "ed", "anderson", "t_test", "mannw", "cramer_von_mises", "empirical_mmd"},
+    "categorical": {"jensenshannon", "psi", "chisquare", "z", "kl_div", "hellinger", "TVD", "fisher_exact", "g_test"},
+}
+
+
+class Method(Strict):
+    method: str
+    threshold: float = Field(gt=0)
+
+
+class Drift(Strict):
+    numerical: Method = Method(method="wasserstein", threshold=0.1)
+    categorical: Method = Method(method="jensenshannon", threshold=0.1)
+    dataset_share: float = Field(default=0.3, gt=0, le=1)
+    columns: dict[str, Method] = {}
+
+    @model_validator(mode="after")
+    def _known_methods(self) -> "Drift":
+        for kind in ("numerical", "categorical"):
+            method = getattr(self, kind).method
+            if method not in DRIFT_METHODS[kind]:
+                raise ValueError(f"{kind}.method {method!r} is not one of {sorted(DRIFT_METHODS[kind])}")
+        return self
+
+
+class Policy(Strict):
+    alert_after: NOfMField = NOfM(2, 3)
+    resolve_after: int = Field(default=3, ge=1)
+    retrain_after: NOfMField = NOfM(3, 4)
+    quality_drop: float = Field(default=0.05, ge=0)
+    cooldown: Duration = timedelta(hours=6)
+    max_retrains_per_day: int = Field(default=2, ge=0)
+
+
+Strategy = Literal["onnx", "prune", "quantize"]
+
+
+class RetrainOptions(Strict):
+    training_window: Duration = timedelta(days=14)
+    min_labelled_rows: int = Field(default=2000, ge=1)
+    reference_blend: float = Field(default=0.0, ge=0, le=1, description="share of reference rows mixed into training data")
+    tune: bool = False
+    compression: list[Strategy] = ["onnx", "prune", "quantize"]
+    max_quality_loss: float = Field(default=0.01, ge=0)
+    min_improvement: float = 0.0
+    enabled: bool = True
+
+
+Task = Literal["binary_classification", "multiclass_classification", "regression"]
+
+
+class ModelConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    registered_model: str | None = None
+    source: Source
+    labels: Source | None = None
+    columns: Columns
+    task: Task
+    reference: Path | None = None
+    schedule: Schedule = Schedule(every=timedelta(minutes=15))
+    window: Window = Window()
+    drift: Drift = Drift()
+    policy: Policy = Policy()
+    retrain: RetrainOptions = RetrainOptions()
+    alerts: list[str] = []
+
+    @property
+    def mlflow_name(self) -> str:
+        return self.registered_model or self.name
+
+    def method_for(self, column: str) -> Method:
+        if column in self.drift.columns:
+            return self.drift.columns[column]
+        kind = "categorical" if column in self.columns.categorical else "numerical"
+        return getattr(self.drift, kind)
+
+    @model_validator(mode="after")
+    def _overrides_name_features(self) -> "ModelConfig":
+        known = set(self.columns.features) | {self.columns.prediction, self.columns.probability}
+        unknown = sorted(set(self.drift.columns) - known)
+        if unknown:
+            raise ValueError(f"drift.columns names {unknown}, which are not features of this model")
+        return self
+
+
+# --- service-wide sections ---------------------------------------------------------------
+
+
+class MLflowConfig(Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    registry_uri: str | None = None
+    artifact_root: str = "mlartifacts"
+
+
+class BasicAuth(Strict):
+    username: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "BasicAuth":
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password (from ${VAR}) or password_file")
+        return self
+
+    def resolved_password(self) -> str:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        assert self.password_file is not None
+        return _read_secret_file(self.password_file)
+
+
+class TLS(Strict):
+    cert_file: Path
+    key_file: Path
+
+
+class Server(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+    basic_auth: BasicAuth | None = None
+    tls: TLS | None = None
+
+
+class Logging(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Channel(SecretURL):
+    name: str
+    type: Literal["webhook", "slack", "alertmanager"]
+    timeout: Duration = timedelta(seconds=5)
+    send_resolved: bool = True
+
+
+class Alerts(Strict):
+    channels: list[Channel] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Alerts":
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique: {dupes}")
+        return self
+
+
+class Defaults(Strict):
+    schedule: Schedule = Schedule(every=timedelta(minutes=15))
+    window: Window = Window()
+    drift: Drift = Drift()
+    policy: Policy = Policy()
+    retrain: RetrainOptions = RetrainOptions()
+
+
+class Config(Strict):
+    state_url: str = "sqlite:///driftd-state.db"
+    mlflow: MLflowConfig = MLflowConfig()
+    server: Server = Server()
+    logging: Logging = Logging()
+    alerts: Alerts = Alerts()
+    defaults: Defaults = Defaults()
+    models: list[ModelConfig] = []
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique: {dupes}")
+        channels = {c.name for c in self.alerts.channels}
+        for model in self.models:
+            missing = sorted(set(model.alerts) - channels)
+            if missing:
+                raise ValueError(f"model {model.name!r} routes alerts to undefined channels {missing}")
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise ConfigError(f"no model named {name!r} in the configuration (known: {[m.name for m in self.models]})")
+
+    def fingerprint(self) -> str:
+        """A short hash of the effective configuration (secrets excluded) for run tags."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        return hashlib.sha256(json.dumps(dumped, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# --- loading -----------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_INLINE_PASSWORD = re.compile(r"://[^/@:\s]+:([^@/\s]+)@")
+
+
+def _expand(value: Any, path: str, env: dict[str, str], errors: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), env, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}.{i}", env, errors) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    password = _INLINE_PASSWORD.search(value)
+    if password and "${" not in password.group(1):
+        errors.append(f"{path}: a password is written into the YAML; put it in an environment variable (${{VAR}}) or a *_file")
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        errors.append(f"{path}: environment variable {name} is not set (set it, or write ${{{name}:-default}})")
+        return ""
+
+    return _VAR.sub(substitute, value)
+
+
+# A model's schedule replaces the default one whole: merging {every} with {cron} means neither.
+_REPLACED_WHOLE = {"schedule"}
+
+
+def _deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            whole = key in _REPLACED_WHOLE or key not in base
+            merged[key] = value if whole else _deep_merge(base[key], value)
+        return merged
+    return override
+
+
+def _format(exc: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the configuration reference in README.md)"
+        lines.append(f"{loc}: {message}")
+    return lines
+
+
+def _absolutize(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths and sqlite URLs are taken relative to the config file, not the cwd."""
+
+    def fix_url(url: Any) -> Any:
+        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rest = url.removeprefix("sqlite:///")
+            if rest and not rest.startswith(":memory:"):
+                return f"sqlite:///{(base / rest).resolve()}"
+        return url
+
+    raw["state_url"] = fix_url(raw.get("state_url", "sqlite:///driftd-state.db"))
+    mlflow = raw.setdefault("mlflow", {}) or {}
+    raw["mlflow"] = mlflow
+    mlflow["tracking_uri"] = fix_url(mlflow.get("tracking_uri", "sqlite:///mlflow.db"))
+    if mlflow.get("registry_uri"):
+        mlflow["registry_uri"] = fix_url(mlflow["registry_uri"])
+    root = str(mlflow.get("artifact_root", "mlartifacts"))
+    if "://" not in root:
+        mlflow["artifact_root"] = str((base / root).resolve())
+    for model in raw.get("models") or []:
+        if not isinstance(model, dict):
+            continue
+        for key in ("source", "labels"):
+            section = model.get(key)
+            if isinstance(section, dict):
+                if section.get("type") == "files" and isinstance(section.get("path"), str):
+                    section["path"] = str(base / section["path"]) if not os.path.isabs(section["path"]) else section["path"]
+                section["url"] = fix_url(section.get("url")) if "url" in section else None
+                if section["url"] is None:
+                    del section["url"]
+        if isinstance(model.get("reference"), str):
+            model["reference"] = str(base / model["reference"])
+    return raw
+
+
+def parse_config(raw: Any, *, base_dir: Path, env: dict[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML document. Raises ConfigError listing every problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration must be a YAML mapping at the top level")
+    errors: list[str] = []
+    raw = _expand(raw, "", dict(os.environ) if env is None else env, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    defaults = raw.get("defaults") or {}
+    try:
+        Defaults.model_validate(defaults)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_format(exc, "defaults."))) from None
+    models = raw.get("models") or []
+    if not isinstance(models, list):
+        raise ConfigError("models: must be a list of model sections")
+    raw["models"] = [_deep_merge(defaults, m) if isinstance(m, dict) else m for m in models]
+    raw = _absolutize(raw, base_dir)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_format(exc))) from None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw, base_dir=path.resolve().parent, env=env)

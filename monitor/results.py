@@ -1,0 +1,91 @@
+"""Typed results that cross module boundaries: watermarks, windows and check results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class CheckStatus(str, Enum):
+    OK = "ok"
+    DRIFT = "drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, order=True)
+class Watermark:
+    """The last row a window consumed: rows strictly after (timestamp, id) come next.
+
+    The id breaks ties, so many rows sharing one timestamp are split exactly across windows.
+    """
+
+    timestamp: datetime  # timezone-aware UTC
+    id: str | int  # the id column's own type, so SQL compares it natively
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"timestamp": self.timestamp.isoformat(), "id": self.id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Watermark":
+        return cls(datetime.fromisoformat(data["timestamp"]), data["id"])
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    kind: str  # numerical | categorical
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class Quality:
+    labelled_rows: int
+    labelled_ratio: float
+    metrics: dict[str, float]  # metric name -> value on the labelled rows of the window
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check_id: str
+    model: str
+    status: CheckStatus
+    started_at: datetime
+    window_start: datetime | None
+    window_end: datetime
+    rows: int = 0
+    rows_used: int = 0
+    sampled: bool = False
+    features: tuple[FeatureDrift, ...] = ()
+    drifted_share: float = 0.0
+    dataset_drifted: bool = False
+    prediction_drift: FeatureDrift | None = None
+    quality: Quality | None = None
+    reference_version: str | None = None
+    watermark: Watermark | None = None  # the watermark after this window
+    duration_seconds: float = 0.0
+    message: str | None = None  # why the window is insufficient_data or error, for a user
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        for key in ("started_at", "window_start", "window_end"):
+            value = getattr(self, key)
+            data[key] = value.isoformat() if value else None
+        data["watermark"] = self.watermark.to_json() if self.watermark else None
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)

@@ -1,0 +1,44 @@
+"""What every prediction-log source offers: read one time window, only the needed columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import pandas as pd
+
+from monitor.results import Watermark
+
+
+class SourceError(Exception):
+    """A source could not be read. `kind` is a bounded label for driftd_source_errors_total."""
+
+    def __init__(self, message: str, *, kind: str = "read") -> None:
+        super().__init__(message)
+        self.kind = kind  # unreachable | read | corrupt | schema
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """Rows with (timestamp, id) strictly after `after` (or timestamp > `since` when there is
+    no watermark yet) and timestamp <= `until`, ordered by (timestamp, id); at most `limit`."""
+
+    columns: tuple[str, ...]
+    until: datetime
+    after: Watermark | None = None
+    since: datetime | None = None
+    limit: int | None = None
+
+
+class Source(Protocol):
+    def read(self, query: WindowQuery) -> pd.DataFrame:
+        """Return the window's rows (only `query.columns`), sorted by (timestamp, id).
+
+        Timestamps come back as timezone-aware UTC `datetime64[ns, UTC]`.
+        Raises SourceError with an actionable message on any failure."""
+        ...
+
+    def read_ids(self, columns: tuple[str, ...], ids: list[str]) -> pd.DataFrame:
+        """Rows whose id column is in `ids` (for delayed labels). Same errors as read()."""
+        ...
