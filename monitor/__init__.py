@@ -1,0 +1,8 @@
+"""driftd's monitoring daemon: configuration, sources, drift checks, policy, metrics, alerts."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("driftd")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

@@ -191,6 +191,12 @@ class Window(Strict):
     size: Duration = timedelta(hours=1)
     min_rows: int = Field(default=500, ge=1)
     max_rows: int | None = Field(default=200_000, ge=1)
+    # Labels arrive late, so quality is measured on the labelled rows of a longer trailing span.
+    quality_span: Duration | None = Field(default=None, description="default: 4 x size")
+
+    @property
+    def effective_quality_span(self) -> timedelta:
+        return self.quality_span or 4 * self.size
 
 
 DRIFT_METHODS = {

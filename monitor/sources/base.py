@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Protocol
 
 import pandas as pd
@@ -39,6 +40,10 @@ class Source(Protocol):
         Raises SourceError with an actionable message on any failure."""
         ...
 
-    def read_ids(self, columns: tuple[str, ...], ids: list[str]) -> pd.DataFrame:
+    def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         """Rows whose id column is in `ids` (for delayed labels). Same errors as read()."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the source may not be used afterwards."""
         ...

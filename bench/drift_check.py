@@ -1,0 +1,277 @@
+"""Benchmark: driftd's drift check against Evidently's DataDriftPreset and plain ValueDrift.
+
+Data: seeded, 10 numerical + 10 categorical features, a 100k-row reference and windows of 100k
+and 1M rows in which 6 features are shifted (3 clearly, 3 near the threshold).
+
+Variants, for each window:
+  driftd       sample_rows (max_rows) + check_drift, as the daemon runs it; the reference is
+               prepared once beforehand (its cost is printed on its own line)
+  ValueDrift   Evidently's own ValueDrift per column, same methods, on the same sampled rows,
+               object-dtype strings as they come from a source; source of the agreement count
+  Preset       Evidently's DataDriftPreset on the whole window, the same methods and thresholds
+               pinned through num_method/cat_method/num_threshold/cat_threshold
+
+Every variant runs in a forked child of one warm process (Evidently and plotly already imported,
+data already generated), so timings exclude imports and data generation. Memory is the child's
+peak RSS (ru_maxrss from wait4) minus that of an idle forked child: what the variant added.
+
+    python bench/drift_check.py [--skip-preset-1m] [--max-rows 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import pickle
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.config import ModelConfig, parse_config  # noqa: E402
+from monitor.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
+from monitor.sample import sample_rows  # noqa: E402
+
+NUMERICAL = [f"num_{i}" for i in range(10)]
+CATEGORICAL = [f"cat_{i}" for i in range(10)]
+FEATURES = NUMERICAL + CATEGORICAL
+REFERENCE_ROWS = 100_000
+SEED = 20240501
+# shift per feature index: 3 clear shifts, 3 close to the 0.1 thresholds, the rest untouched
+NUM_SHIFT = {0: 0.5, 1: 0.3, 2: 0.1}  # in standard deviations (normed Wasserstein ~ shift)
+CAT_TILT = {0: 0.25, 1: 0.12, 2: 0.06}  # probability mass moved to the rarest level
+
+
+@dataclass
+class Row:
+    window: int
+    variant: str
+    rows_used: int
+    seconds: float
+    peak_mb: float
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    note: str = ""
+
+
+def make_frame(n: int, seed: int, *, shifted: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {}
+    for i, name in enumerate(NUMERICAL):
+        shift = NUM_SHIFT.get(i, 0.0) if shifted else 0.0
+        kind = i % 3  # a mix of shapes: normal, lognormal, uniform
+        if kind == 0:
+            data[name] = rng.normal(10.0 + shift * 2.0, 2.0, n)
+        elif kind == 1:
+            base = rng.lognormal(1.0, 0.5, n)
+            data[name] = base + shift * 1.58  # std of lognormal(1, 0.5) is ~1.58
+        else:
+            data[name] = rng.uniform(0.0, 1.0, n) + shift * 0.2887  # std of U(0, 1)
+    for i, name in enumerate(CATEGORICAL):
+        levels = np.array([f"{name}_v{j}" for j in range(4 + 3 * i)], dtype=object)
+        p = np.linspace(2.0, 1.0, len(levels))
+        p /= p.sum()
+        if shifted and i in CAT_TILT:
+            tilt = CAT_TILT[i]
+            p = p * (1 - tilt)
+            p[-1] += tilt
+        data[name] = levels[rng.choice(len(levels), n, p=p)]
+    data["prediction"] = (data["num_3"] > 10.0).astype("int64")
+    return pd.DataFrame(data)
+
+
+def model_config() -> ModelConfig:
+    columns = {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": NUMERICAL, "categorical": CATEGORICAL}
+    model = {"name": "bench", "source": {"type": "files", "path": "unused/*.parquet"}, "columns": columns, "task": "binary_classification"}
+    return parse_config({"models": [model]}, base_dir=Path.cwd()).models[0]
+
+
+def definition() -> Any:
+    from evidently import DataDefinition
+
+    return DataDefinition(numerical_columns=NUMERICAL, categorical_columns=CATEGORICAL, text_columns=[], datetime_columns=[], unknown_columns=[], list_columns=[])
+
+
+def statuses(snapshot: Any) -> dict[str, bool]:
+    """Column -> drifted, from every ValueDrift result in a snapshot (also those a preset made)."""
+    verdicts = {}
+    for result in snapshot.metric_results.values():
+        params = result.metric_value_location.metric.params
+        if params.get("type") == "evidently:metric_v2:ValueDrift" and result.tests:
+            verdicts[params["column"]] = any(t.status.value == "FAIL" for t in result.tests)
+    return verdicts
+
+
+def idle_child_rss_kb() -> int:
+    """What a forked child that does nothing reports as its peak: the baseline to subtract
+    (a bit below the parent's RSS, as file-backed pages are not mapped into the child)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    return os.wait4(pid, 0)[2].ru_maxrss
+
+
+def in_child(task: Callable[[], tuple[float, int, dict[str, bool]]]) -> tuple[float, int, dict[str, bool], float]:
+    """Run `task` in a forked child; return its (seconds, rows, verdicts) and the MB it added."""
+    gc.collect()
+    read_end, write_end = os.pipe()
+    start_kb = idle_child_rss_kb()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_end)
+        try:
+            payload = pickle.dumps(("ok", task()))
+        except BaseException as exc:  # report, never fall back into the parent's code path
+            payload = pickle.dumps(("error", repr(exc)))
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as inp:
+        status, value = pickle.loads(inp.read())
+    _, _, usage = os.wait4(pid, 0)
+    if status != "ok":
+        raise RuntimeError(f"variant failed in child: {value}")
+    seconds, rows, verdicts = value
+    return seconds, rows, verdicts, max(usage.ru_maxrss - start_kb, 0) / 1024
+
+
+def driftd_check(reference: PreparedReference, window: pd.DataFrame, model: ModelConfig, max_rows: int):
+    def task():
+        started = time.perf_counter()
+        sample, _ = sample_rows(window, max_rows, seed=SEED)
+        outcome = check_drift(reference, sample, model)
+        seconds = time.perf_counter() - started
+        return seconds, len(sample), {f.feature: f.drifted for f in outcome.features}
+
+    return task
+
+
+def plain_value_drift(reference_ds: Any, window: pd.DataFrame, max_rows: int):
+    def task():
+        from evidently import Dataset, Report
+        from evidently.metrics import ValueDrift
+
+        sample, _ = sample_rows(window, max_rows, seed=SEED)  # the very rows driftd checks
+        started = time.perf_counter()
+        metrics = [ValueDrift(column=c, method="wasserstein", threshold=0.1) for c in NUMERICAL]
+        metrics += [ValueDrift(column=c, method="jensenshannon", threshold=0.1) for c in CATEGORICAL]
+        current = Dataset.from_pandas(sample[FEATURES], data_definition=definition())
+        snapshot = Report(metrics, include_tests=True).run(current, reference_ds)
+        return time.perf_counter() - started, len(sample), statuses(snapshot)
+
+    return task
+
+
+def preset(reference_ds: Any, window: pd.DataFrame):
+    def task():
+        from evidently import Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+        started = time.perf_counter()
+        current = Dataset.from_pandas(window[FEATURES], data_definition=definition())
+        report = Report(
+            [DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon", num_threshold=0.1, cat_threshold=0.1, drift_share=0.3)],
+            include_tests=True,
+        )
+        snapshot = report.run(current, reference_ds)
+        return time.perf_counter() - started, len(window), statuses(snapshot)
+
+    return task
+
+
+def warm_up(model: ModelConfig, reference_frame: pd.DataFrame) -> None:
+    """Pay Evidently's and plotly's first-use imports once, in the parent, before any timing."""
+    from evidently import Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    small = reference_frame.head(500)
+    check_drift(prepare_reference(small, model, "warm"), small, model)
+    ds = Dataset.from_pandas(small[FEATURES], data_definition=definition())
+    Report([DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon")], include_tests=True).run(ds, ds)
+
+
+def fmt_agree(ours: dict[str, bool], theirs: dict[str, bool]) -> str:
+    return f"{sum(ours[c] == theirs.get(c) for c in FEATURES)}/{len(FEATURES)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-preset-1m", action="store_true", help="skip DataDriftPreset on the 1M-row window (it takes minutes)")
+    parser.add_argument("--max-rows", type=int, default=200_000, help="driftd's window.max_rows (default 200000)")
+    parser.add_argument("--sizes", default="100000,1000000", help="window sizes, comma-separated")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    started = time.perf_counter()
+    import evidently  # noqa: F401  (import cost is not part of any variant)
+
+    print(f"import evidently: {time.perf_counter() - started:.1f}s   cores: {os.cpu_count()}   pandas {pd.__version__}   evidently {evidently.__version__}")
+    model = model_config()
+    reference_frame = make_frame(REFERENCE_ROWS, SEED, shifted=False)
+    windows = {n: make_frame(n, SEED + n, shifted=True) for n in sizes}
+    warm_up(model, reference_frame)
+
+    # The reference, prepared once per champion version (driftd) or built once (plain Evidently).
+    holder: dict[str, Any] = {}
+
+    def prepare() -> tuple[float, int, dict[str, bool]]:
+        t = time.perf_counter()
+        holder["ref"] = prepare_reference(reference_frame, model, "1")
+        return time.perf_counter() - t, REFERENCE_ROWS, {}
+
+    prep_seconds, _, _, prep_mb = in_child(prepare)
+    prepared = prepare_reference(reference_frame, model, "1")
+    from evidently import Dataset
+
+    reference_ds = Dataset.from_pandas(reference_frame[FEATURES], data_definition=definition())
+
+    rows: list[Row] = []
+    for n in sizes:
+        window = windows[n]
+        s, used, verdicts, mb = in_child(driftd_check(prepared, window, model, args.max_rows))
+        ours = Row(n, "driftd (sample+check)", used, s, mb, verdicts)
+        s, used, verdicts, mb = in_child(plain_value_drift(reference_ds, window, args.max_rows))
+        plain = Row(n, "ValueDrift x20, same rows", used, s, mb, verdicts)
+        rows += [ours, plain]
+        if n >= 1_000_000 and args.skip_preset_1m:
+            rows.append(Row(n, "DataDriftPreset", n, float("nan"), float("nan"), note="skipped (--skip-preset-1m)"))
+        else:
+            s, used, verdicts, mb = in_child(preset(reference_ds, window))
+            rows.append(Row(n, "DataDriftPreset (full window)", used, s, mb, verdicts))
+
+    print(f"\nreference: {REFERENCE_ROWS:,} rows, prepare_reference once per champion version: {prep_seconds:.2f}s, +{prep_mb:.0f} MB")
+    print(f"shifted features: {[NUMERICAL[i] for i in NUM_SHIFT]} + {[CATEGORICAL[i] for i in CAT_TILT]}; max_rows={args.max_rows:,}\n")
+    header = f"{'window':>9}  {'variant':<30} {'rows used':>10} {'wall s':>8} {'peak +MB':>9} {'drifted':>8}  {'verdicts agreeing with driftd':<30}"
+    print(header)
+    print("-" * len(header))
+    by_window: dict[int, dict[str, Row]] = {}
+    for row in rows:
+        by_window.setdefault(row.window, {})[row.variant.split(" ")[0]] = row
+    for row in rows:
+        ours = by_window[row.window]["driftd"]
+        if row.note:
+            agree, drifted = row.note, ""
+        elif row is ours:
+            agree, drifted = "-", str(sum(row.verdicts.values()))
+        else:
+            same_rows = "same rows" if row.rows_used == ours.rows_used else "other rows: full window"
+            agree, drifted = f"{fmt_agree(ours.verdicts, row.verdicts)} ({same_rows})", str(sum(row.verdicts.values()))
+        print(f"{row.window:>9,}  {row.variant:<30} {row.rows_used:>10,} {row.seconds:>8.2f} {row.peak_mb:>9.0f} {drifted:>8}  {agree}")
+    print()
+    for n, variants in by_window.items():
+        ours, full = variants["driftd"], variants.get("DataDriftPreset")
+        if full is not None and not full.note:
+            print(f"window {n:,}: driftd is {full.seconds / ours.seconds:.0f}x faster than DataDriftPreset on the full window")
+    print(f"\npeak +MB: the variant's forked child's ru_maxrss minus an idle forked child's; process ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""Alert delivery to webhook, Slack and Alertmanager channels, off the check's thread.
+
+`Notifier.notify` only enqueues; one worker thread per channel delivers with bounded retries,
+so a dead channel never delays a check, nor the other channels. Channel URLs are secrets (Slack paths, tokens, userinfo): they
+are read at delivery time (rotated files are picked up) and only the channel name and host
+are ever logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+
+from monitor.config import Channel
+from monitor.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Status = Literal["firing", "resolved"]
+Severity = Literal["info", "warning", "critical"]
+SERVICE = "driftd"
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert transition (or, for Alertmanager, a still-firing alert to re-post)."""
+
+    model: str
+    alert: str  # bounded name, e.g. DriftDetected, QualityDrop, RetrainFailed
+    status: Status
+    summary: str
+    description: str
+    check_id: str | None = None
+    severity: Severity = "warning"
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    runbook: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"alertname": self.alert, "model": self.model, "severity": self.severity, "service": SERVICE}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: a channel that is down costs at most `max_total_s` of the worker's time."""
+
+    attempts: int = 3
+    initial_wait_s: float = 0.5
+    max_wait_s: float = 4.0
+    max_total_s: float = 10.0
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; the message never contains the channel URL."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+_STOP = object()
+_Key = tuple[str, str, str]  # (model, alert, channel)
+
+
+class _Lane:
+    """One channel's queue and worker thread: a dead channel only delays itself."""
+
+    def __init__(self, channel: Channel, queue_size: int, run: Any) -> None:
+        self.channel = channel
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.client = httpx.Client(follow_redirects=False, headers={"User-Agent": f"{SERVICE}-notifier"})
+        self.thread = threading.Thread(target=run, args=(self,), name=f"driftd-alerts-{channel.name}", daemon=True)
+        self.thread.start()
+
+
+class Notifier:
+    """Delivers AlertEvents to named channels, one background worker per channel."""
+
+    def __init__(
+        self,
+        channels: Iterable[Channel],
+        metrics: Metrics,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        queue_size: int = 1000,
+        generator_url: str | None = None,
+    ) -> None:
+        _install_url_redaction()
+        self._metrics = metrics
+        self._retry = retry
+        self._generator_url = generator_url
+        self._closing = threading.Event()  # close() called: finish the queue, then exit
+        self._abort = threading.Event()  # close() timed out: stop retrying, exit now
+        self._last_status: dict[_Key, Status] = {}  # webhook/slack: last delivered transition
+        self._started_at: dict[_Key, datetime] = {}  # alertmanager: first firing time
+        self._lanes = {c.name: _Lane(c, queue_size, self._run) for c in channels}
+
+    def notify(self, event: AlertEvent, channel_names: Iterable[str]) -> None:
+        """Queue the event for each channel and return at once."""
+        for name in channel_names:
+            lane = self._lanes.get(name)
+            if lane is None or self._closing.is_set():
+                why = "the notifier is closed" if lane else "no such channel is configured"
+                log.warning("alert %s for model %s not sent to channel %r: %s", event.alert, event.model, name, why)
+                self._metrics.alert(event.model, name, "failed")
+                continue
+            try:
+                lane.queue.put_nowait(event)
+            except queue.Full:
+                log.warning(
+                    "alert %s for model %s dropped: %d deliveries already queued for channel %s (slow or down)",
+                    event.alert, event.model, lane.queue.qsize(), name,
+                )  # fmt: skip
+                self._metrics.alert(event.model, name, "failed")
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is queued for up to `timeout` seconds; True when everything was handled."""
+        deadline = time.monotonic() + timeout
+        self._closing.set()
+        for lane in self._lanes.values():
+            with contextlib.suppress(queue.Full):  # a full queue's worker sees _closing instead
+                lane.queue.put_nowait(_STOP)
+        for lane in self._lanes.values():
+            lane.thread.join(max(deadline - time.monotonic(), 0.0))
+        stuck = [lane for lane in self._lanes.values() if lane.thread.is_alive()]
+        if stuck:
+            self._abort.set()
+            for lane in stuck:
+                lane.thread.join(1.0)
+                log.warning(
+                    "alert channel %s: gave up with about %d deliveries still queued", lane.channel.name, lane.queue.qsize()
+                )
+        for lane in self._lanes.values():
+            lane.client.close()
+        return not stuck
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    def _run(self, lane: _Lane) -> None:
+        while not self._abort.is_set():
+            try:
+                event = lane.queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return
+                continue
+            if event is _STOP:
+                return
+            try:
+                self._deliver(event, lane)
+            except Exception:  # noqa: BLE001 - the worker must outlive any one bad delivery
+                log.exception("alert worker: unexpected error delivering to channel %s", lane.channel.name)
+
+    def _deliver(self, event: AlertEvent, lane: _Lane) -> None:
+        channel = lane.channel
+        key = (event.model, event.alert, channel.name)
+        if channel.type == "alertmanager":
+            # Always sent, resolved too (send_resolved is Alertmanager's own receiver setting):
+            # an alert left un-resolved would linger until Alertmanager's resolve_timeout.
+            payload = self._alertmanager_payload(event, key)
+        else:
+            if self._last_status.get(key) == event.status:
+                log.debug("alert %s for %s already %s on channel %s; not resent", event.alert, event.model, event.status, channel.name)
+                return
+            if event.status == "resolved" and not channel.send_resolved:
+                self._last_status[key] = event.status
+                return
+            payload = slack_payload(event) if channel.type == "slack" else webhook_payload(event)
+        try:
+            self._post_with_retries(lane, payload)
+        except DeliveryError as exc:
+            self._metrics.alert(event.model, channel.name, "failed")
+            log.warning(
+                "alert %s (%s) for model %s to channel %s (host %s) failed: %s",
+                event.alert, event.status, event.model, channel.name, _host_of(channel), exc,
+            )  # fmt: skip
+            return
+        self._metrics.alert(event.model, channel.name, "sent")
+        if channel.type != "alertmanager":
+            self._last_status[key] = event.status
+        log.info("alert %s (%s) for model %s sent to channel %s", event.alert, event.status, event.model, channel.name)
+
+    def _alertmanager_payload(self, event: AlertEvent, key: _Key) -> list[dict[str, Any]]:
+        # Re-posting a firing alert keeps the first startsAt so Alertmanager sees one alert.
+        if event.status == "firing":
+            started = self._started_at.setdefault(key, event.at)
+        else:
+            started = self._started_at.pop(key, event.at)
+        return alertmanager_payload(event, started, self._generator_url)
+
+    def _post_with_retries(self, lane: _Lane, payload: Any) -> None:
+        policy = self._retry
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total_s),
+            wait=wait_exponential(multiplier=policy.initial_wait_s, max=policy.max_wait_s),
+            retry=retry_if_exception(lambda exc: isinstance(exc, DeliveryError) and exc.retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        deadline = time.monotonic() + policy.max_total_s
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    self._post_once(lane, payload, deadline)
+        except DeliveryError as exc:
+            raise DeliveryError(f"{exc} (after {attempts} attempt{'s' * (attempts != 1)})", retryable=False) from None
+
+    def _sleep(self, seconds: float) -> None:
+        if self._abort.wait(seconds):
+            raise DeliveryError("notifier closed while waiting to retry", retryable=False)
+
+    def _post_once(self, lane: _Lane, payload: Any, deadline: float) -> None:
+        channel = lane.channel
+        try:
+            url = channel.resolved_url()
+        except ValueError as exc:  # unreadable url_file: the message names the file, not the URL
+            raise DeliveryError(str(exc), retryable=True) from None
+        if not url.startswith(("http://", "https://")):
+            raise DeliveryError("the channel URL must start with http:// or https://", retryable=False)
+        if channel.type == "alertmanager":
+            url = url.rstrip("/") + "/api/v2/alerts"
+        try:
+            # No attempt may outlast the retry budget, whatever the channel's own timeout.
+            timeout = max(min(channel.timeout.total_seconds(), deadline - time.monotonic()), 0.1)
+            response = lane.client.post(url, json=payload, timeout=timeout)
+        except httpx.HTTPError as exc:
+            # httpx messages can quote the URL: report the exception type only.
+            raise DeliveryError(_transport_reason(exc), retryable=True) from None
+        if response.status_code >= 300:
+            retryable = response.status_code >= 500 or response.status_code in (408, 429)
+            raise DeliveryError(f"HTTP {response.status_code}{_body_hint(response, url)}", retryable=retryable)
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+
+def _iso(at: datetime) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def webhook_payload(event: AlertEvent) -> dict[str, Any]:
+    """Generic JSON for any webhook receiver."""
+    return {
+        "version": "1",
+        "source": SERVICE,
+        "model": event.model,
+        "alert": event.alert,
+        "status": event.status,
+        "severity": event.severity,
+        "summary": event.summary,
+        "description": event.description,
+        "check_id": event.check_id,
+        "runbook": event.runbook,
+        "labels": event.labels,
+        "startsAt": _iso(event.at) if event.status == "firing" else None,
+        "endsAt": _iso(event.at) if event.status == "resolved" else None,
+    }
+
+
+_SLACK_ICON = {"firing": ":red_circle:", "resolved": ":large_green_circle:"}
+
+
+def slack_payload(event: AlertEvent) -> dict[str, Any]:
+    """Slack incoming-webhook message: `text` for notifications, `blocks` for the channel."""
+    title = f"[{event.status.upper()}] {event.alert} on model {event.model}: {event.summary}"
+    context = [f"severity: {event.severity}", f"at: {_iso(event.at)}"]
+    if event.check_id:
+        context.append(f"check: {event.check_id}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{_SLACK_ICON[event.status]} *{_slack_escape(title)}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(event.description)[:2900] or " "}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(" | ".join(context))}]},
+    ]
+    if event.runbook:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"runbook: {_slack_escape(event.runbook)}"}]})
+    return {"text": title, "blocks": blocks}
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn treats &, < and > as control characters.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def alertmanager_payload(event: AlertEvent, started: datetime, generator_url: str | None = None) -> list[dict[str, Any]]:
+    """Alertmanager API v2 postable alerts; a resolved alert is the same labels with endsAt."""
+    annotations = {"summary": event.summary, "description": event.description}
+    if event.runbook:
+        annotations["runbook"] = event.runbook
+    if event.check_id:
+        annotations["check_id"] = event.check_id
+    alert: dict[str, Any] = {"labels": event.labels, "annotations": annotations, "startsAt": _iso(started)}
+    if event.status == "resolved":
+        alert["endsAt"] = _iso(max(event.at, started))
+    if generator_url:
+        alert["generatorURL"] = generator_url
+    return [alert]
+
+
+# --- keeping URLs out of logs --------------------------------------------------------------------
+
+
+def _host_of(channel: Channel) -> str:
+    try:
+        url = httpx.URL(channel.resolved_url())
+    except Exception:  # noqa: BLE001 - a bad URL must not break the warning about it
+        return "unknown"
+    return f"{url.host}:{url.port}" if url.port else (url.host or "unknown")
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    reasons = {
+        httpx.ConnectError: "connection failed (refused or unreachable)",
+        httpx.ConnectTimeout: "connection timed out",
+        httpx.ReadTimeout: "no response within the channel timeout",
+        httpx.WriteTimeout: "request could not be sent within the channel timeout",
+        httpx.RemoteProtocolError: "the server closed the connection or answered garbage",
+    }
+    for kind, reason in reasons.items():
+        if isinstance(exc, kind):
+            return reason
+    return type(exc).__name__
+
+
+def _body_hint(response: httpx.Response, url: str) -> str:
+    """A short, URL-free excerpt of an error body (Slack says e.g. `invalid_token`)."""
+    text = response.text.strip().replace("\n", " ")[:120]
+    parsed = httpx.URL(url)
+    for secret in (url, parsed.path, parsed.query.decode(), parsed.userinfo.decode()):
+        if len(secret) > 1:
+            text = text.replace(secret, "<redacted>")
+    return f": {text}" if text else ""
+
+
+class _RedactURLs(logging.Filter):
+    """httpx logs every request's full URL at INFO; keep only scheme://host:port."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+def _origin(url: httpx.URL) -> str:
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}/<redacted>"
+
+
+_redaction_lock = threading.Lock()
+
+
+def _install_url_redaction() -> None:
+    with _redaction_lock:
+        httpx_log = logging.getLogger("httpx")
+        if not any(isinstance(f, _RedactURLs) for f in httpx_log.filters):
+            httpx_log.addFilter(_RedactURLs())

@@ -1,0 +1,166 @@
+"""One drift check: read a window, validate it, compare it with the reference, measure quality.
+
+A window holds the rows after the watermark, up to `window.size` of time, extended to at
+least `min_rows` rows when more have arrived. Too few rows is `insufficient_data` and the
+watermark stays put, so those rows are carried into the next window rather than dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from monitor.config import ModelConfig
+from monitor.labels import attach_labels
+from monitor.results import CheckResult, CheckStatus, Quality, Watermark
+from monitor.sources import watermark_of
+from monitor.sources.base import Source, SourceError, WindowQuery
+
+if TYPE_CHECKING:
+    from monitor.drift import PreparedReference
+
+log = logging.getLogger("driftd.check")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Which rows to check: after a watermark (the daemon) or between two times (`driftd check`)."""
+
+    after: Watermark | None = None
+    since: datetime | None = None
+    until: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True)
+class Checked:
+    result: CheckResult
+    snapshot: Any = None  # the Evidently snapshot, for the HTML report; None when no drift was computed
+
+
+@dataclass(frozen=True)
+class Inputs:
+    model: ModelConfig
+    source: Source
+    labels: Source | None
+
+
+def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]:
+    cols = model.columns
+    wanted = [cols.timestamp, cols.id, cols.prediction, cols.probability, *cols.features]
+    if labels is None and cols.target:
+        wanted.append(cols.target)
+    return tuple(dict.fromkeys(c for c in wanted if c))
+
+
+def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
+    """Return the window's rows and its (start, end) bounds."""
+    model, columns = inputs.model, window_columns(inputs.model, inputs.labels)
+    until = spec.until or now
+    if spec.after is None:
+        since = spec.since or until - model.window.size
+        frame = inputs.source.read(WindowQuery(columns, until=until, since=since))
+        return frame, since, until
+    end = min(until, spec.after.timestamp + model.window.size)
+    frame = inputs.source.read(WindowQuery(columns, until=end, after=spec.after))
+    if len(frame) < model.window.min_rows and end < until:
+        # Catching up on sparse data: stretch the window until it holds min_rows rows.
+        frame = inputs.source.read(WindowQuery(columns, until=until, after=spec.after, limit=model.window.min_rows))
+        end = until if len(frame) < model.window.min_rows else frame[model.columns.timestamp].iloc[-1].to_pydatetime()
+    return frame, spec.after.timestamp, end
+
+
+def _sample_seed(model: str, end: datetime) -> int:
+    # Stable across runs and processes, so re-checking a window samples the same rows.
+    return zlib.crc32(f"{model}|{end.isoformat()}".encode())
+
+
+def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *, now: datetime | None = None) -> Checked:
+    """Run one check. Never raises for bad data or sources: the result carries status and message."""
+    from monitor.drift import DriftError, check_drift
+    from monitor.sample import sample_rows
+    from monitor.validate import InputError, validate_window
+
+    now = now or datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    result = CheckResult(
+        check_id=uuid.uuid4().hex,
+        model=inputs.model.name,
+        status=CheckStatus.ERROR,
+        started_at=now,
+        window_start=spec.after.timestamp if spec.after else spec.since,
+        window_end=spec.until or now,
+        reference_version=reference.version,
+    )
+    model = inputs.model
+    try:
+        frame, start, end = read_window(inputs, spec, now)
+        result = replace(result, window_start=start, window_end=end, rows=len(frame))
+        log.debug("window read: %d rows", len(frame))
+        if len(frame) < model.window.min_rows:
+            return Checked(_finish(result, clock, status=CheckStatus.INSUFFICIENT_DATA, message=_too_few(len(frame), model, start, end)))
+        frame = validate_window(frame, model)
+        sample, sampled = sample_rows(frame, model.window.max_rows, _sample_seed(model.name, end))
+        drift = check_drift(reference, sample, model)
+    except SourceError as exc:
+        return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
+    except (InputError, DriftError) as exc:
+        return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
+    quality, quality_note = _measure_quality(inputs, end, now)
+    result = replace(
+        result,
+        rows_used=len(sample),
+        sampled=sampled,
+        features=drift.features,
+        drifted_share=drift.drifted_share,
+        dataset_drifted=drift.dataset_drifted,
+        prediction_drift=drift.prediction_drift,
+        quality=quality,
+        watermark=watermark_of(frame, model.columns),
+        details={"labels_error": quality_note} if quality_note else {},
+    )
+    status = CheckStatus.DRIFT if drift.dataset_drifted else CheckStatus.OK
+    return Checked(_finish(result, clock, status=status, message=None), drift.snapshot)
+
+
+def _too_few(rows: int, model: ModelConfig, start: datetime | None, end: datetime) -> str:
+    return (
+        f"only {rows} rows between {start:%Y-%m-%d %H:%M:%S} and {end:%Y-%m-%d %H:%M:%S} "
+        f"(window.min_rows is {model.window.min_rows}); the rows are kept for the next window"
+        if start
+        else f"only {rows} rows (window.min_rows is {model.window.min_rows})"
+    )
+
+
+def _finish(result: CheckResult, clock: float, *, status: CheckStatus, message: str | None, details: dict | None = None) -> CheckResult:
+    merged = {**result.details, **(details or {})}
+    watermark = result.watermark if status in (CheckStatus.OK, CheckStatus.DRIFT) else None
+    return replace(result, status=status, message=message, details=merged, watermark=watermark, duration_seconds=time.perf_counter() - clock)
+
+
+def _measure_quality(inputs: Inputs, end: datetime, now: datetime) -> tuple[Quality | None, str | None]:
+    """Quality on the labelled rows of the trailing quality span; labels arrive late."""
+    from monitor.quality import compute_quality
+
+    model, cols = inputs.model, inputs.model.columns
+    if not cols.target:
+        return None, None
+    wanted = tuple(dict.fromkeys(c for c in (cols.timestamp, cols.id, cols.prediction, cols.probability) if c))
+    if inputs.labels is None:
+        wanted = (*wanted, cols.target)
+    since = end - model.window.effective_quality_span
+    try:
+        frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))
+        frame = attach_labels(frame, inputs.labels, cols)
+    except SourceError as exc:
+        log.warning("quality skipped for %s: %s", model.name, exc)
+        return None, str(exc)
+    if frame.empty:
+        return None, None
+    return compute_quality(frame, model), None

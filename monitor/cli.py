@@ -1,0 +1,97 @@
+"""`driftd` command line. Exit codes: 0 ok, 1 drift found (check), 2 usage/config error, 3 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from monitor import __version__
+from monitor.config import ConfigError, load_config
+
+OK, DRIFT, USAGE, FAILURE = 0, 1, 2, 3
+
+
+class Failure(Exception):
+    """A runtime failure with a message for the user (exit 3)."""
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-27T10:00:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftd", description="Drift monitoring that closes the loop to a retrained, recompressed champion.")
+    parser.add_argument("--version", action="version", version=f"driftd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, *, model: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("-c", "--config", required=True, type=Path, help="driftd YAML configuration")
+        if model:
+            p.add_argument("--model", required=True, help="model name from the configuration")
+        return p
+
+    command("validate", "check the configuration and exit (2 on errors)")
+    command("run", "run the daemon: scheduled checks, metrics, alerts, retrains")
+    check = command("check", "check one window now and print the verdict (exit 1 on drift)", model=True)
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--since", type=_timestamp, help="window start (default: until - window.size)")
+    check.add_argument("--until", type=_timestamp, help="window end (default: now)")
+    check.add_argument("--reference", type=Path, help="reference file (Parquet/CSV/JSONL) instead of the champion's")
+    command("retrain", "retrain, recompress and gate the model now", model=True)
+    command("status", "models, champion versions and last checks")
+    promote = command("promote", "make a registered version the champion", model=True)
+    promote.add_argument("--version", required=True, dest="model_version")
+    command("rollback", "give the champion alias back to the previous champion", model=True)
+    adopt = command("adopt", "put an existing MLflow model under driftd's care", model=True)
+    origin = adopt.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--run", dest="run_id", help="MLflow run id holding a sklearn model at 'model'")
+    origin.add_argument("--model-uri", help="MLflow model URI (runs:/…, models:/…)")
+    adopt.add_argument("--reference", required=True, type=Path, help="the data the model was trained on")
+    demo = sub.add_parser("demo", help="the embedded end-to-end demo", description="Train, monitor, drift, retrain and promote, all on this machine.")
+    demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its stores (default .demo)")
+    demo.add_argument("--speed", type=float, default=1.0, help="time acceleration factor (higher is faster)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"configuration error in {getattr(args, 'config', '')}:\n{_indent(str(exc))}", file=sys.stderr)
+        return USAGE
+    except Failure as exc:
+        print(f"driftd: {exc}", file=sys.stderr)
+        return FAILURE
+    except KeyboardInterrupt:
+        return FAILURE
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from monitor.demo import run_demo
+
+        return run_demo(args.dir, speed=args.speed)
+    config = load_config(args.config)
+    if args.command == "validate":
+        print(f"OK: {args.config} ({len(config.models)} models: {', '.join(m.name for m in config.models) or 'none'})")
+        return OK
+    from monitor import commands
+
+    handler = getattr(commands, f"cmd_{args.command}")
+    return handler(config, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The work behind each `driftd` sub-command (argument parsing lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from monitor.cli import DRIFT, FAILURE, OK, Failure
+from monitor.config import Config
+from monitor.logs import setup_logging
+from monitor.render import check_report, table
+from monitor.results import CheckStatus
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    from monitor.check import Inputs, WindowSpec, run_check
+    from monitor.reference import ReferenceError, References
+    from monitor.sources import open_source
+    from monitor.sources.base import SourceError
+
+    setup_logging(config.logging.level, config.logging.format)
+    model = config.model(args.model)
+    try:
+        loaded = References(config, override=args.reference).get(model)
+        labels = open_source(model.labels, model.columns) if model.labels else None
+        inputs = Inputs(model, open_source(model.source, model.columns), labels)
+    except (ReferenceError, SourceError) as exc:
+        raise Failure(str(exc)) from None
+    result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=args.until)).result
+    print(result.to_json() if args.json else check_report(result))
+    return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+    from monitor.server import ServerError
+    from monitor.state import StateError
+
+    setup_logging(config.logging.level, config.logging.format)
+    try:
+        daemon = Daemon(config)
+        return daemon.run_forever()
+    except (StateError, ServerError) as exc:
+        raise Failure(str(exc)) from None
+
+
+def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
+    from retrain import Trigger, run_retrain
+
+    setup_logging(config.logging.level, config.logging.format)
+    model = config.model(args.model)
+    store = _store(config)
+    job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
+    if job is None:
+        raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
+    store.update_retrain_job(job.job_id, status="running")
+    outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: print(f"  {line}", flush=True))
+    status = "failed" if outcome.outcome == "failed" else "succeeded"
+    store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
+    print(f"{outcome.outcome.upper()}: {outcome.reason}")
+    if outcome.challenger_score is not None:
+        print(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
+    if outcome.compressed_size:
+        print(f"  size {outcome.original_size} -> {outcome.compressed_size} bytes ({outcome.variant}); "
+              f"single-row p50 {_num(outcome.original_p50_ms)} -> {_num(outcome.compressed_p50_ms)} ms")
+    return FAILURE if outcome.outcome == "failed" else OK
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from retrain.registry import champion
+
+    store = _store(config)
+    rows = []
+    for model in config.models:
+        try:
+            current = champion(config, model)
+            version = current.version if current else "none"
+        except Exception as exc:  # status must still show the state store when MLflow is down
+            version = f"unavailable ({type(exc).__name__})"
+        last = next(iter(store.recent_checks(model.name, 1)), None)
+        alert = store.alert_state(model.name, "DriftdDatasetDrift")
+        jobs = store.retrain_jobs(model.name)
+        rows.append((
+            model.name, version,
+            last.started_at if last else None, last.status if last else None,
+            f"{last.drifted_share:.0%}" if last else None,
+            "firing" if alert and alert.firing else "-",
+            f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,
+        ))
+    print(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain"), rows))
+    return OK
+
+
+def cmd_promote(config: Config, args: argparse.Namespace) -> int:
+    from retrain.registry import promote
+
+    model = config.model(args.model)
+    _registry_call(promote, config, model, args.model_version)
+    print(f"{model.mlflow_name}@champion -> version {args.model_version}")
+    return OK
+
+
+def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
+    from retrain.registry import rollback
+
+    model = config.model(args.model)
+    version = _registry_call(rollback, config, model)
+    print(f"{model.mlflow_name}@champion -> version {version} (rolled back)")
+    return OK
+
+
+def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
+    from retrain.registry import adopt
+
+    model = config.model(args.model)
+    version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
+    print(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
+    return OK
+
+
+def _registry_call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # MLflow raises many types; the user needs the message, not a traceback
+        raise Failure(f"{fn.__name__} failed: {exc}") from None
+
+
+def _store(config: Config):
+    from monitor.state import StateError, StateStore
+
+    try:
+        store = StateStore(config.state_url)
+        store.migrate()
+        return store
+    except StateError as exc:
+        raise Failure(str(exc)) from None
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+

@@ -1,0 +1,319 @@
+"""`driftd run`: one scheduled job per model, each tick one check followed by its consequences.
+
+tick -> reference -> check -> state (result + watermark, one transaction) -> metrics
+     -> policy -> alerts -> retrain hand-off
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from monitor import __version__
+from monitor.check import Inputs, WindowSpec, run_check
+from monitor.config import Config, ModelConfig
+from monitor.logs import log_context, set_check_id
+from monitor.metrics import Metrics
+from monitor.reference import ReferenceError, References
+from monitor.results import CheckResult, CheckStatus
+from monitor.sources.base import SourceError
+from monitor.state import StateStore
+
+log = logging.getLogger("driftd.daemon")
+
+DRIFT_ALERT = "DriftdDatasetDrift"
+STOP_GRACE_SECONDS = 8.0  # SIGTERM must end the process within 10 s
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        from monitor.alerts import Notifier
+        from monitor.handoff import RetrainHandoff
+
+        self.config = config
+        self.metrics = Metrics(version=__version__)
+        self.store = StateStore(config.state_url)
+        self.store.migrate()
+        self.references = References(config)
+        self.notifier = Notifier(config.alerts.channels, self.metrics)
+        self.handoff = RetrainHandoff(config, self.store, self.metrics)
+        self._inputs: dict[str, Inputs] = {}
+        self._stop = threading.Event()
+        self._active = 0
+        self._active_lock = threading.Condition()
+        self._scheduler = None
+        self._server = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        for job in self.store.recover_interrupted_jobs():
+            log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
+            self.metrics.retrain_finished(job.model, "failed", 0.0)
+        self._server = self._start_server()
+        # One thread per model: a slow model never delays the others.
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max(2, len(self.config.models)))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        for model in self.config.models:
+            trigger, interval = _trigger(model)
+            self.metrics.register_model(model.name, interval, channels=model.alerts)
+            self._scheduler.add_job(self.tick, trigger, args=[model], id=model.name, name=model.name,
+                                    next_run_time=datetime.now(timezone.utc))
+        self._scheduler.start()
+        log.info("driftd %s watching %d models; metrics on %s:%s", __version__, len(self.config.models), self.config.server.host, self._server.port)
+
+    def stop(self) -> None:
+        """Stop scheduling, let in-flight checks finish (bounded), close everything."""
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        with self._active_lock:
+            self._active_lock.wait_for(lambda: self._active == 0, timeout=STOP_GRACE_SECONDS)
+            clean = self._active == 0
+        self.handoff.shutdown(wait=False)
+        self.notifier.close(timeout=1.0)
+        if self._server is not None:
+            self._server.stop()
+        if clean:
+            self.store.close()
+        log.info("driftd stopped%s", "" if clean else " (a check was still running; its window will be redone)")
+
+    def run_forever(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        self._stop.wait()
+        self.stop()
+        # Worker threads still inside a check or a retrain must not hold the process past
+        # the 10 s budget; every write they could be in the middle of is transactional.
+        logging.shutdown()
+        os._exit(0)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    # --- one tick -----------------------------------------------------------------------
+
+    def tick(self, model: ModelConfig) -> CheckResult | None:
+        if self._stop.is_set():
+            return None
+        with self._active_lock:
+            self._active += 1
+        try:
+            with log_context(model=model.name):
+                return self._tick(model)
+        except Exception:  # a bug in one tick must not kill the model's schedule
+            log.exception("check of %s failed unexpectedly", model.name)
+            self.metrics.publish_check(_failed(model, "internal error; see the daemon log"))
+            return None
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                self._active_lock.notify_all()
+
+    def _tick(self, model: ModelConfig) -> CheckResult:
+        now = datetime.now(timezone.utc)
+        try:
+            loaded = self.references.get(model)
+        except ReferenceError as exc:
+            log.error("no reference: %s", exc)
+            result = _failed(model, str(exc))
+            self.metrics.publish_check(result)
+            return result
+        if loaded.champion is not None:
+            self.metrics.champion(model.name, loaded.champion.version)
+        try:
+            inputs = self._inputs_for(model)
+        except SourceError as exc:  # e.g. a missing SQLite file or database driver
+            result = replace(_failed(model, str(exc)), details={"source_error": exc.kind})
+            self._publish(model, result, loaded.champion)
+            log.error("source unusable: %s", exc)
+            return result
+        checked = run_check(inputs, loaded.prepared, WindowSpec(after=self.store.watermark(model.name)), now=now)
+        result = checked.result
+        set_check_id(result.check_id)
+        self.store.record_check(result)
+        self._publish(model, result, loaded.champion)
+        self._log(result)
+        if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
+            self._act(model, result, loaded.champion, checked.snapshot, now)
+        return result
+
+    def _inputs_for(self, model: ModelConfig) -> Inputs:
+        from monitor.sources import open_source
+
+        if model.name not in self._inputs:
+            labels = open_source(model.labels, model.columns) if model.labels else None
+            self._inputs[model.name] = Inputs(model, open_source(model.source, model.columns), labels)
+        return self._inputs[model.name]
+
+    def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
+        self.metrics.publish_check(result)
+        kind = result.details.get("source_error")
+        if kind:
+            self.metrics.source_error(model.name, kind)
+        if "labels_error" in result.details:
+            self.metrics.source_error(model.name, "labels")
+        if result.quality and champion is not None and champion.validation_score is not None:
+            from monitor.quality import quality_drop
+
+            metric = champion.primary_metric
+            if metric in result.quality.metrics:
+                drop = quality_drop(champion.validation_score, result.quality.metrics[metric], metric)
+                self.metrics.quality_drop(model.name, metric, drop, model.policy.quality_drop)
+
+    def _log(self, result: CheckResult) -> None:
+        if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
+            log.info("%s: %d rows, %.0f%% of features drifted%s", result.status.value, result.rows,
+                     100 * result.drifted_share, f" ({', '.join(result.drifted_features)})" if result.drifted_features else "")
+        elif result.status is CheckStatus.INSUFFICIENT_DATA:
+            log.info("insufficient data: %s", result.message)
+        else:
+            log.error("check failed: %s", result.message)
+
+    # --- consequences: policy, alerts, retrain --------------------------------------------
+
+    def _act(self, model: ModelConfig, result: CheckResult, champion, snapshot, now: datetime) -> None:
+        from monitor.policy import decide
+
+        alert = self.store.alert_state(model.name, DRIFT_ALERT)
+        firing = bool(alert and alert.firing)
+        history = self.store.recent_checks(model.name, _history_depth(model))
+        decision = decide(
+            model.policy, model.retrain, history, alert_firing=firing,
+            jobs=self.store.retrain_jobs(model.name, since=now - timedelta(days=1)),
+            champion_score=champion.validation_score if champion else None,
+            primary_metric=champion.primary_metric if champion else None,
+            now=now, labelled_rows=None,
+        )
+        self.store.record_decision(model.name, result.check_id, _action(decision), "; ".join(decision.reasons))
+        self._alert(model, result, decision, firing, now)
+        if decision.retrain:
+            self._retrain(model, result, snapshot, "; ".join(decision.reasons))
+
+    def _alert(self, model: ModelConfig, result: CheckResult, decision, firing: bool, now: datetime) -> None:
+        from monitor.alerts import AlertEvent
+
+        if decision.alert == "fire":
+            firing = True
+            self.store.set_alert_state(model.name, DRIFT_ALERT, True, now)
+        elif decision.alert == "resolve":
+            firing = False
+            self.store.set_alert_state(model.name, DRIFT_ALERT, False, now)
+        elif not firing:
+            return
+        status = "firing" if firing else "resolved"
+        summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
+                   if firing else f"{model.name}: drift resolved")
+        event = AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
+                           description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now)
+        # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
+        self.notifier.notify(event, model.alerts)
+
+    def _retrain(self, model: ModelConfig, result: CheckResult, snapshot, reason: str) -> None:
+        from retrain import Trigger
+
+        job = self.store.create_retrain_job(model.name, result.check_id, reason)
+        if job is None:
+            return
+        report = self._save_report(model, result, snapshot)
+        trigger = Trigger(result.check_id, result.window_start, result.window_end, result.drifted_share, reason, report)
+        log.info("retrain %s queued: %s", job.job_id, reason)
+        self.handoff.submit(job, model, trigger)
+
+    def _save_report(self, model: ModelConfig, result: CheckResult, snapshot):
+        import tempfile
+        from pathlib import Path
+
+        if snapshot is None:
+            return None
+        from monitor.drift import save_report_html
+
+        try:
+            return save_report_html(snapshot, Path(tempfile.gettempdir()) / "driftd-reports" / model.name / f"{result.check_id}.html")
+        except Exception as exc:  # the report is a convenience; the retrain must not depend on it
+            log.warning("could not render the drift report: %s", exc)
+            return None
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _start_server(self):
+        from monitor.server import MetricsServer
+
+        return MetricsServer.from_config(self.metrics, self.config.server, self.readiness).start()
+
+    def readiness(self) -> list[str]:
+        problems = []
+        if not self.store.ping():
+            problems.append("state store unreachable")
+        if not _mlflow_reachable(self.config):
+            problems.append("MLflow tracking server unreachable")
+        return problems
+
+
+def _trigger(model: ModelConfig):
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if model.schedule.every is not None:
+        return IntervalTrigger(seconds=model.schedule.every.total_seconds(), timezone=timezone.utc), model.schedule.every.total_seconds()
+    cron = CronTrigger.from_crontab(model.schedule.cron, timezone=timezone.utc)
+    first = cron.get_next_fire_time(None, datetime.now(timezone.utc))
+    second = cron.get_next_fire_time(first, first + timedelta(seconds=1))
+    return cron, (second - first).total_seconds()
+
+
+def _history_depth(model: ModelConfig) -> int:
+    policy = model.policy
+    # Insufficient-data and error windows are skipped by the policy, so look further back.
+    return 4 * max(policy.alert_after.m, policy.retrain_after.m, policy.resolve_after) + 10
+
+
+def _action(decision) -> str:
+    parts = [f"alert:{decision.alert}"] if decision.alert else []
+    if decision.retrain:
+        parts.append("retrain")
+    return ",".join(parts) or "none"
+
+
+def _failed(model: ModelConfig, message: str) -> CheckResult:
+    import uuid
+
+    now = datetime.now(timezone.utc)
+    return CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
+                       window_start=None, window_end=now, message=message)
+
+
+_mlflow_probe: dict[str, tuple[float, bool]] = {}
+
+
+def _mlflow_reachable(config: Config) -> bool:
+    """Cached for a few seconds: /readyz is polled often and MLflow calls are not free."""
+    uri = config.mlflow.tracking_uri
+    checked_at, ok = _mlflow_probe.get(uri, (0.0, False))
+    if time.monotonic() - checked_at < 10:
+        return ok
+    if uri.startswith("sqlite:"):
+        # The embedded store is a local file MLflow creates on first use: its folder must exist.
+        ok = os.path.isdir(os.path.dirname(uri.removeprefix("sqlite:///")) or ".")
+    else:
+        import httpx
+
+        try:
+            ok = httpx.get(uri.rstrip("/") + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+    _mlflow_probe[uri] = (time.monotonic(), ok)
+    return ok

@@ -1,0 +1,59 @@
+"""The demo's scenario: its timeline and the driftd configuration it runs with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from monitor.demo.world import CATEGORICAL, NUMERICAL
+
+MODEL = "loans"
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Seconds of real time at speed 1; divided by --speed."""
+
+    window: float = 4.0
+    rows_per_second: float = 150.0
+    label_delay: float = 3.0
+    baseline_windows: int = 6
+    max_seconds: float = 150.0
+
+    def scaled(self, speed: float) -> "Timeline":
+        return Timeline(self.window / speed, self.rows_per_second, self.label_delay / speed, self.baseline_windows,
+                        self.max_seconds / speed)
+
+
+def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
+    window = f"{timeline.window:.3f}s"
+    config = {
+        "state_url": "sqlite:///state.db",
+        "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "artifact_root": "mlartifacts"},
+        "server": {"host": "127.0.0.1", "port": 0},
+        "logging": {"level": "WARNING", "format": "text"},
+        "alerts": {"channels": [{"name": "demo-sink", "type": "webhook", "url": sink_url}]},
+        "defaults": {
+            "schedule": {"every": window},
+            "window": {"size": window, "min_rows": 200, "max_rows": 200_000, "quality_span": f"{6 * timeline.window:.3f}s"},
+            "policy": {"alert_after": "2 of 3", "resolve_after": 3, "retrain_after": "3 of 3", "quality_drop": 0.05,
+                       "cooldown": f"{20 * timeline.window:.3f}s", "max_retrains_per_day": 2},
+            "retrain": {"training_window": f"{4 * timeline.window:.3f}s", "min_labelled_rows": 800,
+                        "compression": ["onnx", "prune", "quantize"], "max_quality_loss": 0.015, "min_improvement": 0.0},
+        },
+        "models": [{
+            "name": MODEL,
+            "registered_model": MODEL,
+            "source": {"type": "sql", "url": "sqlite:///predictions.db", "table": "predictions"},
+            "labels": {"type": "sql", "url": "sqlite:///predictions.db", "table": "outcomes"},
+            "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
+                        "target": "defaulted", "numerical": NUMERICAL, "categorical": CATEGORICAL},
+            "task": "binary_classification",
+            "alerts": ["demo-sink"],
+        }],
+    }
+    path = directory / "driftd.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -1,0 +1,68 @@
+"""One log line per event, text or JSON, carrying the model and check id of the work in hand."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+_model: contextvars.ContextVar[str] = contextvars.ContextVar("driftd_model", default="-")
+_check: contextvars.ContextVar[str] = contextvars.ContextVar("driftd_check", default="-")
+
+
+@contextlib.contextmanager
+def log_context(*, model: str, check_id: str = "-") -> Iterator[None]:
+    """Tag every log line emitted inside the block (in this thread) with model and check id."""
+    tokens = (_model.set(model), _check.set(check_id))
+    try:
+        yield
+    finally:
+        _check.reset(tokens[1])
+        _model.reset(tokens[0])
+
+
+def set_check_id(check_id: str) -> None:
+    _check.set(check_id)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.model = getattr(record, "model", None) or _model.get()
+        record.check_id = getattr(record, "check_id", None) or _check.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "model": record.model,
+            "check_id": record.check_id,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s model=%(model)s check=%(check_id)s %(message)s"
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter (MLflow, alembic, urllib3) would drown the one-line-per-event log.
+    for noisy in ("alembic", "urllib3", "mlflow", "apscheduler", "httpx", "evidently", "numexpr"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

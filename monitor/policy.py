@@ -1,0 +1,197 @@
+"""The trigger policy: from a model's recent checks to "fire/resolve the alert?" and "retrain?".
+
+A pure function of its inputs, so every rule is testable without a database or a clock.
+Only *countable* windows (status ok or drift) vote: an insufficient_data or error window
+says nothing about drift, so it is skipped — never counted as clean, never as drifted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from monitor.config import NOfM, Policy, RetrainOptions
+from monitor.results import CheckStatus
+from monitor.state import CheckRecord, RetrainJob
+
+# Metrics where a smaller value is better; every other metric (accuracy, f1, roc_auc, r2, …)
+# is taken as higher-is-better.
+LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "mape", "log_loss", "logloss", "brier", "brier_score", "median_absolute_error"})
+
+_COUNTABLE = (CheckStatus.OK, CheckStatus.DRIFT)
+_BUDGET_PERIOD = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Decision:
+    alert: Literal["fire", "resolve"] | None
+    retrain: bool
+    reasons: tuple[str, ...]  # why each thing happened or did not, for logs and the decisions table
+
+
+@dataclass(frozen=True)
+class _Quality:
+    dropped: bool
+    reason: str
+
+
+def decide(
+    policy: Policy,
+    retrain: RetrainOptions,
+    history: Sequence[CheckRecord],
+    *,
+    alert_firing: bool,
+    jobs: Sequence[RetrainJob],
+    champion_score: float | None,
+    primary_metric: str | None,
+    now: datetime,
+    labelled_rows: int | None,
+) -> Decision:
+    """Decide for one model after a check.
+
+    `history`: the model's recent checks (e.g. `StateStore.recent_checks(model, 50)`); pass
+    enough that skipped windows still leave the longest look-back. `jobs`: the model's retrain
+    jobs covering at least max(cooldown, 24 h) plus any still queued/running.
+    `labelled_rows`: labelled rows available for training, or None when unknown (not gated).
+    """
+    if now.tzinfo is None:
+        raise ValueError("decide() needs a timezone-aware `now` (UTC)")
+    countable = [c for c in sorted(history, key=lambda c: c.started_at, reverse=True) if c.status in _COUNTABLE]
+    quality = _quality(policy, countable, champion_score, primary_metric)
+    alert, alert_reasons = _alert(policy, countable, alert_firing, quality)
+    start, retrain_reasons = _retrain(policy, retrain, countable, quality, jobs, now, labelled_rows)
+    reasons = [*alert_reasons, *retrain_reasons, quality.reason]
+    skipped = len(history) - len(countable)
+    if skipped:
+        reasons.append(f"{skipped} recent window(s) skipped (insufficient_data or error): they count as neither clean nor drifted")
+    return Decision(alert=alert, retrain=start, reasons=tuple(reasons))
+
+
+# --- drift tallies -------------------------------------------------------------------------
+
+
+def _drifted(countable: Sequence[CheckRecord], rule: NOfM) -> tuple[bool, str]:
+    last = countable[: rule.m]
+    hits = sum(c.dataset_drifted for c in last)
+    return hits >= rule.n, f"{hits} of the last {len(last)} windows drifted (needs {rule})"
+
+
+def _clean_streak(countable: Sequence[CheckRecord]) -> int:
+    streak = 0
+    for check in countable:
+        if check.dataset_drifted:
+            break
+        streak += 1
+    return streak
+
+
+# --- quality -------------------------------------------------------------------------------
+
+
+def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float | None, metric: str | None) -> _Quality:
+    if metric is None:
+        return _Quality(False, "quality not compared: no primary metric for this model")
+    # Labels arrive late: the newest labelled window stands until a newer one replaces it.
+    current = next((c.quality.metrics[metric] for c in countable if c.quality and metric in c.quality.metrics), None)
+    if current is None or math.isnan(current):
+        return _Quality(False, f"quality not compared: no recent window has labelled rows for {metric}")
+    if champion is None:
+        return _Quality(False, f"quality not compared: the champion has no recorded validation {metric}")
+    drop = current - champion if metric in LOWER_IS_BETTER else champion - current
+    dropped = drop > policy.quality_drop
+    verdict = "quality dropped" if dropped else "quality ok"
+    sign = ">" if dropped else "<="
+    return _Quality(
+        dropped,
+        f"{verdict}: {metric} {current:.4g} vs champion {champion:.4g} (drop {drop:.4g} {sign} allowed {policy.quality_drop:.4g})",
+    )
+
+
+# --- alert ---------------------------------------------------------------------------------
+
+
+def _alert(
+    policy: Policy, countable: Sequence[CheckRecord], firing: bool, quality: _Quality
+) -> tuple[Literal["fire", "resolve"] | None, list[str]]:
+    streak = _clean_streak(countable)
+    calm = streak >= policy.resolve_after
+    if firing:
+        if calm and not quality.dropped:
+            return "resolve", [f"resolve alert: {streak} consecutive clean windows (needs {policy.resolve_after})"]
+        reasons = []
+        if not calm:
+            reasons.append(f"alert stays firing: {streak} consecutive clean window(s) (needs {policy.resolve_after} to resolve)")
+        if quality.dropped:
+            reasons.append("alert stays firing: quality is still below the champion")
+        return None, reasons
+    if not countable:
+        return None, ["no alert: no countable windows yet"]
+    # A drift run that has already calmed down (resolve_after clean windows) must not fire,
+    # or a long alert_after look-back would fire and resolve on alternate ticks.
+    due, tally = _drifted(countable, policy.alert_after)
+    reasons = []
+    if due and not calm:
+        reasons.append(f"fire alert: {tally}")
+    if quality.dropped:
+        reasons.append("fire alert: quality dropped below the champion")
+    if reasons:
+        return "fire", reasons
+    note = f" but the last {streak} windows were clean" if due else ""
+    return None, [f"no alert: {tally}{note}"]
+
+
+# --- retrain -------------------------------------------------------------------------------
+
+
+def _retrain(
+    policy: Policy,
+    options: RetrainOptions,
+    countable: Sequence[CheckRecord],
+    quality: _Quality,
+    jobs: Sequence[RetrainJob],
+    now: datetime,
+    labelled_rows: int | None,
+) -> tuple[bool, list[str]]:
+    drift_due, tally = _drifted(countable, policy.retrain_after)
+    triggers = ([tally] if drift_due else []) + (["quality dropped below the champion"] if quality.dropped else [])
+    if not triggers:
+        return False, [f"no retrain: {tally}"]
+    due = f"retrain due ({'; '.join(triggers)})"
+    refusals = [f"{due} but {why}" for why in _refusals(policy, options, jobs, now, labelled_rows)]
+    if refusals:
+        return False, refusals
+    reasons = [f"{due}: starting a retrain"]
+    if labelled_rows is None:
+        reasons.append("labelled rows for training unknown: data-sufficiency gate not applied")
+    return True, reasons
+
+
+def _refusals(
+    policy: Policy, options: RetrainOptions, jobs: Sequence[RetrainJob], now: datetime, labelled_rows: int | None
+) -> list[str]:
+    refusals = []
+    if not options.enabled:
+        refusals.append("retraining is disabled for this model (retrain.enabled: false)")
+    active = [j for j in jobs if j.active]
+    if active:
+        refusals.append(f"job {active[0].job_id} is already {active[0].status}")
+    if jobs and policy.cooldown > timedelta(0):
+        last_start = max(j.started_at or j.created_at for j in jobs)
+        until = last_start + policy.cooldown
+        if now < until:
+            refusals.append(f"in cooldown until {until.isoformat()} (policy.cooldown {policy.cooldown})")
+    recent = sorted(j.created_at for j in jobs if now - j.created_at < _BUDGET_PERIOD)
+    budget = policy.max_retrains_per_day
+    if budget == 0:
+        refusals.append("the daily retrain budget is 0 (policy.max_retrains_per_day)")
+    elif len(recent) >= budget:
+        next_slot = recent[-budget] + _BUDGET_PERIOD
+        refusals.append(
+            f"the daily budget is used up ({len(recent)} of {budget} retrains in the last 24 h; next slot at {next_slot.isoformat()})"
+        )
+    if labelled_rows is not None and labelled_rows < options.min_labelled_rows:
+        refusals.append(f"only {labelled_rows} labelled rows are available (retrain.min_labelled_rows: {options.min_labelled_rows})")
+    return refusals

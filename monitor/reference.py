@@ -1,0 +1,114 @@
+"""The reference a model is compared with, prepared once per champion version.
+
+The reference is the data the current champion was trained/validated on (the run artifact
+`driftd/reference.parquet`), or an explicit file (`--reference`, or `reference:` in config)
+for a model with no champion registered yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from monitor.config import Config, ModelConfig
+
+if TYPE_CHECKING:
+    from monitor.drift import PreparedReference
+    from retrain.registry import Champion
+
+log = logging.getLogger("driftd.reference")
+
+
+class ReferenceError(Exception):
+    """No usable reference; the message says where driftd looked and what to do."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a reference file: Parquet, CSV or JSON lines, by extension."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            return pd.read_json(path, lines=True)
+    except FileNotFoundError:
+        raise ReferenceError(f"reference file {path} does not exist") from None
+    except Exception as exc:  # pyarrow/pandas raise many types for a corrupt file
+        raise ReferenceError(f"cannot read reference file {path}: {exc}") from None
+    raise ReferenceError(f"reference file {path}: unknown format {suffix!r} (use .parquet, .csv or .jsonl)")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    prepared: PreparedReference
+    champion: Champion | None
+
+
+class References:
+    """Caches one prepared reference per model, refreshed when the champion version changes."""
+
+    def __init__(self, config: Config, override: Path | None = None) -> None:
+        self._config = config
+        self._override = override
+        self._cache: dict[str, Loaded] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: ModelConfig) -> Loaded:
+        path = self._override or None
+        if path is None:
+            champion = self._champion(model)
+            if champion is not None:
+                return self._cached(model, champion.version, champion, lambda: self._from_registry(model, champion))
+            path = model.reference
+        if path is None:
+            raise ReferenceError(
+                f"model {model.name!r} has no champion in the MLflow registry ({model.mlflow_name!r}@champion) "
+                "and no reference file: register one with `driftd adopt`, or set `reference:` in its config"
+            )
+        version = f"file:{Path(path).name}@{Path(path).stat().st_mtime_ns if Path(path).exists() else 0}"
+        return self._cached(model, version, None, lambda: read_table(Path(path)))
+
+    def _champion(self, model: ModelConfig) -> Champion | None:
+        from retrain.registry import champion
+
+        try:
+            return champion(self._config, model)
+        except Exception as exc:  # the registry being down must not stop checks that have a cached reference
+            cached = self._cache.get(model.name)
+            if cached is not None and cached.champion is not None:
+                log.warning("MLflow registry unreachable, using cached reference %s: %s", cached.prepared.version, exc)
+                return cached.champion
+            if model.reference is not None:
+                log.warning("MLflow registry unreachable, using the configured reference file: %s", exc)
+                return None
+            raise ReferenceError(f"cannot reach the MLflow registry to find {model.mlflow_name!r}@champion: {exc}") from None
+
+    def _from_registry(self, model: ModelConfig, champion: Champion) -> pd.DataFrame:
+        from retrain.registry import load_reference
+
+        frame, _ = load_reference(self._config, model, champion.version)
+        return frame
+
+    def _cached(self, model: ModelConfig, version: str, champion: Champion | None, load) -> Loaded:
+        from monitor.drift import prepare_reference
+        from monitor.validate import InputError, validate_reference
+
+        with self._lock:
+            cached = self._cache.get(model.name)
+            if cached is not None and cached.prepared.version == version:
+                return cached
+            try:
+                frame = validate_reference(load(), model)
+            except InputError as exc:
+                raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
+            loaded = Loaded(prepare_reference(frame, model, version), champion)
+            self._cache[model.name] = loaded
+            log.info("prepared reference %s for %s (%d rows)", version, model.name, len(frame))
+            return loaded

@@ -1,0 +1,55 @@
+"""Plain-text tables for the terminal: a check's verdict and the fleet's status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from monitor.results import CheckResult, CheckStatus
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "DRIFT" if value else "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if value is None else str(value)
+
+
+def check_report(result: CheckResult) -> str:
+    head = f"model {result.model}  window {_cell(result.window_start)} .. {_cell(result.window_end)}  rows {result.rows}"
+    if result.sampled:
+        head += f" (sampled {result.rows_used})"
+    head += f"  reference {result.reference_version}"
+    parts = [head]
+    if result.features:
+        rows = [(f.feature, f.method, f.score, f.threshold, f.drifted) for f in result.features]
+        if result.prediction_drift:
+            p = result.prediction_drift
+            rows.append((f"{p.feature} (prediction)", p.method, p.score, p.threshold, p.drifted))
+        parts.append(table(("feature", "method", "score", "threshold", "drifted"), rows))
+    if result.quality:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.quality.metrics.items()))
+        parts.append(f"quality on {result.quality.labelled_rows} labelled rows ({result.quality.labelled_ratio:.0%}): {metrics}")
+    parts.append(verdict(result))
+    return "\n".join(parts)
+
+
+def verdict(result: CheckResult) -> str:
+    if result.status is CheckStatus.DRIFT:
+        return f"DRIFT: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}): {', '.join(result.drifted_features)}"
+    if result.status is CheckStatus.OK:
+        return f"OK: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}), below the dataset threshold"
+    if result.status is CheckStatus.INSUFFICIENT_DATA:
+        return f"INSUFFICIENT DATA: {result.message}"
+    return f"ERROR: {result.message}"

@@ -1,0 +1,367 @@
+"""Prediction logs in files: a glob of Parquet, CSV or JSON-lines files.
+
+Parquet is the efficient format: the time window and the column list are pushed down into
+pyarrow's scanner, so row groups outside the window are skipped using their statistics and
+unused columns are never decoded. CSV and JSON-lines files are read whole (only the
+requested columns are kept) and filtered afterwards — fine for small logs, slow for big ones.
+
+Timestamps may be stored as Parquet/Arrow timestamps or as ISO-8601 text. Values without a
+time zone are taken as UTC. Everything comes back as `datetime64[ns, UTC]`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from monitor.config import Columns, FilesSource
+from monitor.sources.base import SourceError, WindowQuery
+
+_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_UTC_NS = pa.timestamp("ns", tz="UTC")
+
+# Builds a filter for a table whose column types are given by the schema.
+FilterFor = Callable[[pa.Schema], "ds.Expression | None"]
+
+
+class FileLogSource:
+    """Reads windows of prediction logs from the files matching one glob."""
+
+    def __init__(self, cfg: FilesSource, columns: Columns) -> None:
+        self._pattern = cfg.path
+        self._format = cfg.format
+        self._ts = columns.timestamp
+        self._id = columns.id
+        self._categorical = frozenset(columns.categorical)
+
+    def read(self, query: WindowQuery) -> pd.DataFrame:
+        wanted = _with_keys(query.columns, (self._ts, self._id))
+        table = self._scan(wanted, partial(_window_filter, query, self._ts, self._id))
+        table = table.sort_by([(self._ts, "ascending"), (self._id, "ascending")])
+        if query.limit is not None:
+            table = table.slice(0, query.limit)
+        return _to_frame(table, query.columns)
+
+    def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
+        wanted = _with_keys(columns, (self._id,))
+        if not ids:
+            return _empty(columns, self._ts)
+        table = self._scan(wanted, partial(_ids_filter, ids, self._id))
+        keys = [(c, "ascending") for c in (self._ts, self._id) if c in wanted]
+        return _to_frame(table.sort_by(keys), columns)
+
+    # --- scanning ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Nothing to release: every read opens and closes its files."""
+
+    def _scan(self, wanted: list[str], filter_for: FilterFor) -> pa.Table:
+        files = self._files()
+        tables = []
+        for fmt, group in _by_format(files, self._format).items():
+            if fmt == "parquet":
+                tables.extend(self._scan_parquet(group, wanted, filter_for))
+            else:
+                for path in group:
+                    table = self._normalize(_read_text_file(path, fmt, wanted, self._categorical), path)
+                    tables.append(_apply(table, filter_for))
+        if not tables:
+            return _empty_table(wanted, self._ts)
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SourceError(
+                f"files matching {self._pattern} disagree on column types ({exc}); "
+                "make every file write each column with the same type",
+                kind="schema",
+            ) from None
+
+    def _scan_parquet(self, paths: list[Path], wanted: list[str], filter_for: FilterFor) -> list[pa.Table]:
+        # Files with the same physical types for the wanted columns are scanned as one
+        # dataset; differing files (e.g. an id that was int32 last month) get their own.
+        groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
+        schemas: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
+        for path in paths:
+            schema = _parquet_schema(path, wanted)
+            key = tuple((f.name, str(f.type)) for f in schema)
+            groups.setdefault(key, []).append(path)
+            schemas[key] = schema
+        tables = []
+        for key, group in groups.items():
+            schema = schemas[key]
+            pushdown = filter_for(schema) if _pushable(schema, self._ts) else None
+            table = _read_parquet_group(group, schema, wanted, pushdown)
+            table = self._normalize(table, group[0])
+            tables.append(_apply(table, filter_for))
+        return tables
+
+    def _normalize(self, table: pa.Table, path: Path) -> pa.Table:
+        """Timestamps to UTC nanoseconds, categorical features to text, as every file must agree."""
+        for name in table.column_names:
+            column = table[name]
+            if name == self._ts:
+                column = _utc_timestamps(column, name, path)
+            elif name in self._categorical and not pa.types.is_string(column.type):
+                column = _as_text(column)
+            else:
+                continue
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+        return table
+
+    def _files(self) -> list[Path]:
+        matches = sorted(Path(p) for p in glob.glob(self._pattern, recursive=True) if os.path.isfile(p))
+        if not matches:
+            root = _glob_root(self._pattern)
+            if not root.is_dir():
+                raise SourceError(
+                    f"no prediction logs at {self._pattern}: directory {root} does not exist "
+                    "(check source.path in the configuration, or mount the log volume)",
+                    kind="unreachable",
+                )
+        return matches
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _with_keys(columns: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """The requested columns plus the keys needed to filter and order (each once)."""
+    return list(dict.fromkeys([*columns, *keys]))
+
+
+def _glob_root(pattern: str) -> Path:
+    """The longest leading directory of `pattern` with no wildcard in it."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    else:
+        fixed = fixed[:-1]  # no wildcard: the pattern names a file; its directory must exist
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _by_format(files: list[Path], configured: str | None) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        fmt = configured or _format_of(path)
+        groups.setdefault(fmt, []).append(path)
+    return groups
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in sorted(_SUFFIXES.items(), key=lambda item: -len(item[0])):
+        if name.endswith(suffix):
+            return fmt
+    raise SourceError(
+        f"cannot tell the format of {path} from its extension; name files *.parquet, *.csv or "
+        "*.jsonl, set source.format, or narrow source.path so it matches only log files",
+        kind="schema",
+    )
+
+
+def _corrupt(path: Path, exc: BaseException) -> SourceError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return SourceError(
+        f"cannot read {path}: {reason}. The file is corrupt, truncated or still being written; "
+        "fix it or move it out of the source path (driftd retries on the next check)",
+        kind="corrupt",
+    )
+
+
+def _missing(path: Path, missing: list[str], present: Sequence[str]) -> SourceError:
+    names = ", ".join(repr(m) for m in missing)
+    return SourceError(
+        f"column {names} missing from {path} (it has: {', '.join(present)}); "
+        "fix the column names under `columns` in the configuration or the logging that writes the file",
+        kind="schema",
+    )
+
+
+def _parquet_schema(path: Path, wanted: list[str]) -> pa.Schema:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _corrupt(path, exc) from None
+    missing = [c for c in wanted if c not in schema.names]
+    if missing:
+        raise _missing(path, missing, schema.names)
+    return pa.schema([schema.field(c) for c in wanted])
+
+
+def _read_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str], pushdown: ds.Expression | None) -> pa.Table:
+    try:
+        dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
+        return dataset.to_table(columns=wanted, filter=pushdown)
+    except (pa.ArrowException, OSError) as exc:
+        if len(paths) == 1:
+            raise _corrupt(paths[0], exc) from None
+        # A data page is broken somewhere: scan file by file to name the culprit.
+        tables = [_read_parquet_group([p], schema, wanted, pushdown) for p in paths]
+        return pa.concat_tables(tables)
+
+
+def _read_text_file(path: Path, fmt: str, wanted: list[str], categorical: frozenset[str]) -> pa.Table:
+    # Categorical codes like "007" must stay text, not become the number 7.
+    text = {c: pa.string() for c in wanted if c in categorical}
+    try:
+        if fmt == "csv":
+            options = pacsv.ConvertOptions(include_columns=wanted, column_types=text)
+            try:
+                return pacsv.read_csv(path, convert_options=options)
+            except KeyError:  # pyarrow's ArrowKeyError: a wanted column is not in the header
+                present = pacsv.open_csv(path).schema.names
+                raise _missing(path, [c for c in wanted if c not in present], present) from None
+        table = pajson.read_json(path)
+    except SourceError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise _corrupt(path, exc) from None
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise _missing(path, missing, table.column_names)
+    return table.select(wanted)
+
+
+def _utc_timestamps(column: pa.ChunkedArray, name: str, path: Path) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        # Casting a zone-less timestamp to tz=UTC keeps its wall-clock values: naive means UTC.
+        return column.cast(pa.timestamp("ns", tz=kind.tz)).cast(_UTC_NS)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        values = column.to_pandas()
+        try:
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            bad = _first_unparsable(values)
+            raise SourceError(
+                f"timestamp column {name!r} in {path} holds {bad!r}, which is not an ISO-8601 time "
+                "(write e.g. 2024-05-01T12:00:00Z)",
+                kind="schema",
+            ) from None
+        return pa.chunked_array([pa.array(parsed.astype("datetime64[ns, UTC]"), type=_UTC_NS)])
+    raise SourceError(
+        f"timestamp column {name!r} in {path} has type {kind}; store times as timestamps or ISO-8601 text",
+        kind="schema",
+    )
+
+
+def _first_unparsable(values: pd.Series) -> object:
+    for value in values.dropna():
+        try:
+            pd.to_datetime(value, utc=True, format="ISO8601")
+        except (ValueError, TypeError):
+            return value
+    return None
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_floating(column.type):
+        # A code column with gaps is float in Parquet (7.0); its text must still be "7".
+        whole = pc.all(pc.equal(column, pc.floor(column))).as_py() is not False
+        if whole:
+            return column.cast(pa.int64()).cast(pa.string())
+    return column.cast(pa.string())
+
+
+def _pushable(schema: pa.Schema, ts_name: str) -> bool:
+    """Whether the filter can run on the stored types (text timestamps are parsed first)."""
+    return ts_name not in schema.names or pa.types.is_timestamp(schema.field(ts_name).type)
+
+
+def _apply(table: pa.Table, filter_for: FilterFor) -> pa.Table:
+    expression = filter_for(table.schema)
+    return table if expression is None else table.filter(expression)
+
+
+def _ts_literal(value: datetime, kind: pa.TimestampType) -> tuple[pa.Scalar, bool]:
+    """`value` as a scalar of the column's type, floored to its unit; and whether that was exact.
+
+    For an integer-valued column, ts > x <=> ts > floor(x) and ts <= x <=> ts <= floor(x),
+    so flooring keeps the window exact even when `until` is finer than the stored unit."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    floored = stamp.floor(kind.unit) if kind.unit != "ns" else stamp
+    if kind.tz is None:
+        floored = floored.tz_convert(None)
+        exact = floored == stamp.tz_convert(None)
+    else:
+        exact = floored == stamp
+    return pa.scalar(floored, type=kind), bool(exact)
+
+
+def _window_filter(query: WindowQuery, ts_name: str, id_name: str, schema: pa.Schema) -> ds.Expression:
+    ts_type = schema.field(ts_name).type
+    ts = ds.field(ts_name)
+    until, _ = _ts_literal(query.until, ts_type)
+    expression = ts <= until
+    if query.after is not None:
+        after, exact = _ts_literal(query.after.timestamp, ts_type)
+        lower = ts > after
+        if exact:
+            id_literal = _id_literal(query.after.id, schema.field(id_name).type, id_name)
+            lower = lower | ((ts == after) & (ds.field(id_name) > id_literal))
+        expression = expression & lower
+    elif query.since is not None:
+        since, _ = _ts_literal(query.since, ts_type)
+        expression = expression & (ts > since)
+    return expression
+
+
+def _id_literal(value: str | int, kind: pa.DataType, name: str) -> pa.Scalar:
+    try:
+        return pa.scalar(value).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SourceError(
+            f"watermark id {value!r} does not fit id column {name!r} of type {kind}; "
+            "did the id column change type? reset the model's watermark",
+            kind="schema",
+        ) from None
+
+
+def _ids_filter(ids: Sequence[str | int], id_name: str, schema: pa.Schema) -> ds.Expression:
+    kind = schema.field(id_name).type
+    try:
+        values = pa.array(list(ids)).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        values = pa.array([str(i) for i in ids]).cast(kind, safe=False)
+    return ds.field(id_name).isin(values)
+
+
+def _empty_table(columns: Sequence[str], ts_name: str) -> pa.Table:
+    return pa.table({c: pa.array([], type=_UTC_NS if c == ts_name else pa.null()) for c in columns})
+
+
+def _empty(columns: Sequence[str], ts_name: str) -> pd.DataFrame:
+    return _to_frame(_empty_table(columns, ts_name), columns)
+
+
+def _to_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
+    frame = table.select(list(columns)).to_pandas()
+    for name in frame.columns:
+        if frame[name].dtype.kind == "M":
+            frame[name] = frame[name].astype("datetime64[ns, UTC]")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,449 @@
+"""The retrain-and-recompress pipeline: the one entry point the daemon and the CLI call.
+
+    champion -> training data -> train (+ tune) -> compress -> evaluate -> register -> alias
+
+Everything is tracked in one MLflow parent run with child runs per stage (conventions in
+`retrain.registry`). `run_retrain` never raises for data, training or MLflow failures: it
+returns `outcome="failed"` with a reason a person can act on (credentials masked), and the
+parent run, when it exists, ends FAILED. The `champion` alias is the last thing written, so
+a failure at any point leaves the old champion serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor.config import Config, ModelConfig
+from retrain import registry
+from retrain.data import DataError, TrainingData, load_training_data
+from retrain.evaluate import Evaluation, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.registry import Candidate, Champion, RegistryError, end_run
+from retrain.tracking import TrackingError, connect, describe, ensure_experiment, mask, tracking_uri
+from retrain.train import estimator_params, refit
+
+log = logging.getLogger("driftd.retrain")
+
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    check_id: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    drifted_share: float | None
+    reason: str
+    drift_report: Path | None = None
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    model: str
+    outcome: str  # promoted | rejected | failed
+    reason: str
+    version: str | None
+    run_id: str | None
+    metric: str | None
+    champion_score: float | None
+    challenger_score: float | None
+    original_size: int | None
+    compressed_size: int | None
+    original_p50_ms: float | None
+    compressed_p50_ms: float | None
+    variant: str | None
+    duration_seconds: float
+
+
+class _Failed(Exception):
+    """A stage failed in a way already explained by its message."""
+
+
+def run_retrain(
+    config: Config,
+    model: ModelConfig,
+    trigger: Trigger,
+    *,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RetrainOutcome:
+    """Retrain `model` on its recent labelled rows, recompress, gate against the champion,
+    register the result and promote it when every gate passes."""
+    job = _Retrain(config, model, trigger, now or datetime.now(timezone.utc), progress)
+    return job.run()
+
+
+class _Retrain:
+    """One retrain's state, so a failure at any stage can still report what was known."""
+
+    def __init__(self, config: Config, model: ModelConfig, trigger: Trigger, now: datetime, progress: Callable[[str], None] | None) -> None:
+        self.config, self.model, self.trigger, self.now = config, model, trigger, now
+        self._progress = progress
+        self.started = time.perf_counter()
+        self.stage = "starting"
+        self.run_id: str | None = None
+        self.metric: str | None = None
+        self.evaluation: Evaluation | None = None
+        self.compression: Any | None = None
+        self.variant: str | None = None
+
+    # --- the stages, in order ------------------------------------------------------------
+
+    def run(self) -> RetrainOutcome:
+        import mlflow
+
+        try:
+            self.metric = primary_metric(self.model)
+            client, champ, template = self._champion()
+            data = self._data(champ)
+            self._at("tracking")
+            experiment = ensure_experiment(client, self.config, self.model)
+            run = mlflow.start_run(experiment_id=experiment, run_name=f"retrain {self.now:%Y-%m-%d %H:%M}", tags=self._run_tags(data))
+            self.run_id = run.info.run_id
+        except Exception as exc:
+            return self._failed(exc)
+        try:
+            outcome = self._in_run(client, champ, template, data)
+        except Exception as exc:
+            outcome = self._failed(exc)
+        self._finish_run(outcome)
+        return outcome
+
+    def _in_run(self, client: Any, champ: Champion, template: Any, data: TrainingData) -> RetrainOutcome:
+        import mlflow
+
+        mlflow.log_params(self._run_params(data))
+        estimator = self._train(template, data)
+        if self.model.retrain.tune:
+            estimator = self._tune(estimator, data)
+        self.compression = self._compress(estimator, data)
+        self.evaluation = self._evaluate(champ, estimator, data)
+        self._at("registering")
+        candidate = Candidate(
+            estimator, self.compression, data.fit_rows, self.trigger.reason, self.evaluation.metric,
+            self.evaluation.challenger_score, self.evaluation.gates, self.trigger.drift_report,
+            tags={} if self.evaluation.passed else {"driftd.rejected_reason": self.evaluation.reason[:5000]},
+        )  # fmt: skip
+        logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
+        self.variant = logged.variant
+        self.say(f"registered {self.model.mlflow_name} version {logged.version} ({logged.variant} variant, reference of {logged.reference_rows} rows)")
+        if self.evaluation.passed:
+            self._at("promoting")
+            registry.move_champion(client, self.model.mlflow_name, logged.version)
+            self.say(f"promoted version {logged.version} to champion (version {champ.version} is now previous)")
+            return self._outcome("promoted", self.evaluation.reason, logged.version)
+        registry.mark_rejected(client, self.model.mlflow_name, logged.version)
+        self.say(f"rejected version {logged.version} (alias challenger): {self.evaluation.reason}")
+        return self._outcome("rejected", self.evaluation.reason, logged.version)
+
+    def _champion(self) -> tuple[Any, Champion, Any]:
+        import mlflow
+
+        self._at("reading the champion")
+        client = connect(self.config)
+        champ = registry.champion(self.config, self.model)
+        if champ is None:
+            raise _Failed(
+                f"{self.model.mlflow_name!r} has no champion in the MLflow registry: there is nothing to retrain from; "
+                "register one with `driftd adopt` (or the demo's baseline) first"
+            )
+        uri = champ.sklearn_model_uri or champ.model_uri
+        try:
+            template = mlflow.sklearn.load_model(uri)
+        except Exception as exc:
+            raise _Failed(
+                f"cannot load the scikit-learn model of champion version {champ.version} from {mask(uri)}: {describe(exc)}; "
+                "driftd retrains by refitting it — adopt a scikit-learn model with `driftd adopt`"
+            ) from None
+        self.say(f"champion is version {champ.version} ({type(template).__name__})")
+        return client, champ, template
+
+    def _data(self, champ: Champion) -> TrainingData:
+        reference = None
+        if self.model.retrain.reference_blend > 0:
+            self._at("reading the champion's reference")
+            reference, _ = registry.load_reference(self.config, self.model, champ.version)
+        self._at("reading training data")
+        since = self.now - self.model.retrain.training_window
+        self.say(f"reading labelled rows logged since {since:%Y-%m-%d %H:%M} UTC")
+        data = load_training_data(self.model, now=self.now, reference=reference)
+        blend = f", {data.reference_rows} reference rows blended in" if data.reference_rows else ""
+        self.say(
+            f"training data: {data.labelled_rows} labelled of {data.read_rows} rows{blend} -> "
+            f"train {len(data.train)} / validation {len(data.validation)} / holdout {len(data.holdout)}"
+        )
+        return data
+
+    def _train(self, template: Any, data: TrainingData) -> Any:
+        import mlflow
+
+        self._at("training")
+        self.say(f"training {type(template).__name__} on {len(data.train)} rows")
+        with _child("train"):
+            trained = refit(template, data.train, features=data.features, target=data.target, seed=SEED)
+            mlflow.log_params(trained.params)
+            validation = self._score(trained.estimator, data.validation)
+            mlflow.log_metrics({"fit_seconds": trained.seconds, f"validation_{self.metric}": validation})
+        self.say(f"trained in {trained.seconds:.1f} s: validation {self.metric} {validation:.4f}")
+        return trained.estimator
+
+    def _tune(self, estimator: Any, data: TrainingData) -> Any:
+        import mlflow
+
+        from retrain.tune import tune
+
+        self._at("tuning")
+        self.say("tuning: a bounded search around the champion's parameters")
+        with _child("tune"):
+            result = tune(
+                estimator, data.train, data.validation, features=data.features, target=data.target,
+                score=self._score, higher_is_better=higher_is_better(self.metric or ""), seed=SEED, on_trial=self._log_trial,
+            )  # fmt: skip
+            mlflow.log_params({f"best.{k}": v for k, v in result.params.items()} or {"best": "champion's parameters"})
+            mlflow.log_metric(f"best_validation_{self.metric}", result.score)
+            mlflow.set_tag("driftd.tune_note", result.note)
+        self.say(f"tuning: {result.note}; best validation {self.metric} {result.score:.4f}")
+        return result.estimator
+
+    def _log_trial(self, trial: Any) -> None:
+        import mlflow
+
+        with _child(f"trial {trial.number}"):
+            mlflow.log_params(trial.params or {"params": "champion's"})
+            mlflow.log_metrics({f"validation_{self.metric}": trial.score, "seconds": trial.seconds})
+
+    def _compress(self, estimator: Any, data: TrainingData) -> Any | None:
+        import mlflow
+
+        from retrain.compress import compress
+
+        self._at("compressing")
+        cols, options = self.model.columns, self.model.retrain
+        strategies = list(options.compression)
+        self.say(f"compressing: {', '.join(strategies) or 'no strategies configured'}")
+        with _child("compress"):
+            mlflow.log_params({"strategies": ",".join(strategies) or "none", "max_quality_loss": options.max_quality_loss})
+            if not strategies:
+                mlflow.set_tag("driftd.compression_note", "no compression strategies configured")
+                return None
+            result = compress(
+                estimator, data.validation, data.holdout, target=data.target, numerical=cols.numerical,
+                categorical=cols.categorical, task=self.model.task, strategies=strategies,
+                max_quality_loss=options.max_quality_loss, seed=SEED,
+            )  # fmt: skip
+            mlflow.log_metrics(_variant_metrics(result))
+            mlflow.set_tag("driftd.compression_note", str(result.reason)[:5000])
+        chosen = result.chosen if result.onnx_model is not None else None
+        if chosen is None:
+            self.say(f"no compressed variant: {result.reason}; the uncompressed model will serve")
+            return result
+        self.say(f"compressed: {chosen.name}, {result.original.size_bytes} -> {chosen.size_bytes} bytes, p50 {result.original.p50_ms:.3f} -> {chosen.p50_ms:.3f} ms")
+        return result
+
+    def _evaluate(self, champ: Champion, estimator: Any, data: TrainingData) -> Evaluation:
+        import mlflow
+
+        self._at("evaluating")
+        self.say(f"evaluating against champion version {champ.version} on the {len(data.holdout)} most recent rows")
+        holdout = data.holdout
+        with _child("evaluate"):
+            labels, proba = registry.serving_predictions(champ.model_uri, holdout, self.model)
+            champion_score = score(self.model, holdout, labels, positive_probability(self.model, proba))
+            uncompressed = self._score(estimator, holdout)
+            variant = "none"
+            challenger = uncompressed
+            if self.compression is not None and self.compression.onnx_model is not None:
+                from retrain.compress import onnx_predict
+
+                variant = self.compression.chosen.name
+                labels, proba = onnx_predict(self.compression.onnx_model, holdout, self.model.columns.numerical, self.model.columns.categorical)
+                challenger = score(self.model, holdout, labels, positive_probability(self.model, proba))
+            result = evaluate(
+                self.metric or "", champion_score=champion_score, challenger_score=challenger,
+                uncompressed_score=uncompressed, variant=variant, options=self.model.retrain,
+            )  # fmt: skip
+            mlflow.log_metrics(_evaluation_metrics(result))
+            mlflow.set_tags({f"driftd.gate.{g.name}": g.tag for g in result.gates})
+        self.say(f"{self.metric}: champion {champion_score:.4f}, challenger {challenger:.4f} ({variant}); " + ("all gates passed" if result.passed else "gates failed"))
+        return result
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _score(self, estimator: Any, frame: pd.DataFrame) -> float:
+        features = list(self.model.columns.features)
+        proba = estimator.predict_proba(frame[features]) if self.model.task == "binary_classification" and hasattr(estimator, "predict_proba") else None
+        return score(self.model, frame, np.asarray(estimator.predict(frame[features])), positive_probability(self.model, proba))
+
+    def _run_tags(self, data: TrainingData) -> dict[str, str]:
+        t = self.trigger
+        tags = {
+            "driftd.kind": "retrain",
+            "driftd.model": self.model.name,
+            "driftd.trigger": t.reason[:5000],
+            "driftd.config_hash": self.config.fingerprint(),
+            "driftd.data_hash": data.data_hash,
+            "driftd.check_id": t.check_id or "",
+            "driftd.window_start": t.window_start.isoformat() if t.window_start else "",
+            "driftd.window_end": t.window_end.isoformat() if t.window_end else "",
+            "driftd.drift_share": "" if t.drifted_share is None else f"{t.drifted_share:.4f}",
+        }
+        return {k: v for k, v in tags.items() if v != ""}
+
+    def _run_params(self, data: TrainingData) -> dict[str, Any]:
+        options = self.model.retrain
+        return {
+            "training_window": str(options.training_window),
+            "data.since": data.since.isoformat(),
+            "data.until": data.until.isoformat(),
+            "rows.read": data.read_rows,
+            "rows.labelled": data.labelled_rows,
+            "rows.reference_blend": data.reference_rows,
+            "rows.train": len(data.train),
+            "rows.validation": len(data.validation),
+            "rows.holdout": len(data.holdout),
+            "min_labelled_rows": options.min_labelled_rows,
+            "reference_blend": options.reference_blend,
+            "min_improvement": options.min_improvement,
+            "max_quality_loss": options.max_quality_loss,
+            "tune": options.tune,
+            "primary_metric": self.metric,
+        }
+
+    def _at(self, stage: str) -> None:
+        self.stage = stage
+
+    def say(self, line: str) -> None:
+        log.debug("%s: %s", self.model.name, line)
+        if self._progress is not None:
+            self._progress(line)
+
+    def _outcome(self, outcome: str, reason: str, version: str | None) -> RetrainOutcome:
+        ev, result = self.evaluation, self.compression
+        chosen = result.chosen if result is not None else None
+        original = result.original if result is not None else None
+        return RetrainOutcome(
+            model=self.model.name,
+            outcome=outcome,
+            reason=mask(reason),
+            version=version,
+            run_id=self.run_id,
+            metric=self.metric,
+            champion_score=ev.champion_score if ev else None,
+            challenger_score=ev.challenger_score if ev else None,
+            original_size=original.size_bytes if original else None,
+            compressed_size=chosen.size_bytes if chosen else None,
+            original_p50_ms=original.p50_ms if original else None,
+            compressed_p50_ms=chosen.p50_ms if chosen else None,
+            variant=self.variant or (chosen.name if chosen else None),
+            duration_seconds=time.perf_counter() - self.started,
+        )
+
+    def _failed(self, exc: Exception) -> RetrainOutcome:
+        reason = _reason(exc, self.stage, self.config)
+        if not isinstance(exc, (_Failed, DataError)):
+            log.warning("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+        self.say(f"failed while {self.stage}: {reason}")
+        return self._outcome("failed", reason, None)
+
+    def _finish_run(self, outcome: RetrainOutcome) -> None:
+        import mlflow
+
+        if outcome.outcome != "failed":
+            try:
+                mlflow.log_metrics(_summary_metrics(outcome))
+                mlflow.set_tags({"driftd.outcome": outcome.outcome, "driftd.reason": outcome.reason[:5000]})
+            except Exception as exc:
+                log.warning("could not record the outcome on run %s: %s", self.run_id, describe(exc))
+            end_run("FINISHED")
+            return
+        try:
+            mlflow.set_tags({"driftd.outcome": "failed", "driftd.reason": outcome.reason[:5000], "driftd.failed_stage": self.stage})
+        except Exception:  # the failure was probably MLflow itself; the reason is in the outcome
+            pass
+        end_run("FAILED")
+
+
+@contextmanager
+def _child(name: str) -> Iterator[Any]:
+    """A nested run for one stage that ends FAILED on error without masking the error."""
+    import mlflow
+
+    run = mlflow.start_run(run_name=name, nested=True, tags={"driftd.stage": name})
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        end_run(status)
+
+
+def _reason(exc: Exception, stage: str, config: Config) -> str:
+    from monitor.sources.base import SourceError
+    from monitor.validate import InputError
+
+    if isinstance(exc, (_Failed, DataError, SourceError, InputError, RegistryError)):
+        return mask(str(exc))
+    if isinstance(exc, TrackingError) or _is_mlflow_error(exc):
+        return f"MLflow at {mask(tracking_uri(config))} failed while {stage}: {describe(exc)}"
+    return f"{type(exc).__name__} while {stage}: {describe(exc)}"
+
+
+def _is_mlflow_error(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        from requests.exceptions import RequestException
+    except ImportError:  # pragma: no cover - requests comes with mlflow
+        RequestException = ()  # type: ignore[assignment,misc]
+    return isinstance(exc, (MlflowException, RequestException, ConnectionError, TimeoutError))
+
+
+def _variant_metrics(result: Any) -> dict[str, float]:
+    """size, latency and quality of every variant, keyed `<variant>.<measure>`."""
+    metrics: dict[str, float] = {}
+    for variant in [result.original, *result.variants]:
+        name = metric_key(variant.name)
+        for key in ("size_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
+            value = getattr(variant, key, None)
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                metrics[f"{name}.{key}"] = float(value)
+        metrics[f"{name}.passed"] = float(bool(getattr(variant, "passed", True)))
+    return metrics
+
+
+def metric_key(name: str) -> str:
+    """`prune_trees(k=6)` -> `prune_trees_k_6`: MLflow metric names allow few characters."""
+    return re.sub(r"[^A-Za-z0-9_.\- /]+", "_", name).strip("_") or "variant"
+
+
+def _evaluation_metrics(ev: Evaluation) -> dict[str, float]:
+    metrics = {"challenger_score": ev.challenger_score, "uncompressed_score": ev.uncompressed_score}
+    if ev.champion_score is not None:
+        metrics["champion_score"] = ev.champion_score
+    for gate in ev.gates:
+        metrics[f"gate.{gate.name}.value"] = gate.value
+        metrics[f"gate.{gate.name}.passed"] = float(gate.passed)
+    return metrics
+
+
+def _summary_metrics(outcome: RetrainOutcome) -> dict[str, float]:
+    values = {
+        "champion_score": outcome.champion_score,
+        "challenger_score": outcome.challenger_score,
+        "size_bytes.original": outcome.original_size,
+        "size_bytes.compressed": outcome.compressed_size,
+        "p50_ms.original": outcome.original_p50_ms,
+        "p50_ms.compressed": outcome.compressed_p50_ms,
+        "duration_seconds": outcome.duration_seconds,
+    }
+    return {k: float(v) for k, v in values.items() if v is not None}

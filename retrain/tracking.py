@@ -1,0 +1,108 @@
+"""Connecting to MLflow the way driftd needs it: the configured URIs, bounded retries, one
+experiment per model with an explicit artifact location, and credential-free messages.
+
+MLflow is imported inside functions: `driftd --help` and the daemon's start-up must not pay
+for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from monitor.config import Config, ModelConfig
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# A dead tracking server must fail a retrain in seconds, not after MLflow's default
+# 7 retries with exponential back-off (minutes). Users can still override these.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a daemon's log is no terminal
+}
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|token|access_token|secret|key|sig|signature)=)[^&;\s]+")
+
+
+class TrackingError(Exception):
+    """MLflow could not be used; the message names the (masked) URI and what to check."""
+
+
+def mask(text: str) -> str:
+    """`text` with credentials in URLs (user:password@, ?token=…) replaced by ***."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _SECRET_QUERY.sub(r"\g<key>***", text)
+
+
+def tracking_uri(config: Config) -> str:
+    return config.mlflow.tracking_uri
+
+
+def registry_uri(config: Config) -> str:
+    return config.mlflow.registry_uri or config.mlflow.tracking_uri
+
+
+def connect(config: Config) -> MlflowClient:
+    """Point MLflow (client and fluent API) at the configured stores and return a client.
+
+    The fluent API (`mlflow.start_run`, `log_model`) reads the process-wide URIs, so they are
+    set here too; one daemon serves one configuration, so that global is ours to set."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(config))
+    mlflow.set_registry_uri(registry_uri(config))
+    return mlflow.MlflowClient(tracking_uri=tracking_uri(config), registry_uri=registry_uri(config))
+
+
+def experiment_name(model: ModelConfig) -> str:
+    return f"driftd/{model.name}"
+
+
+def artifact_location(config: Config, model: ModelConfig) -> str:
+    return f"{config.mlflow.artifact_root.rstrip('/')}/{model.name}"
+
+
+def ensure_experiment(client: MlflowClient, config: Config, model: ModelConfig) -> str:
+    """The id of the model's experiment, created (or restored from the trash) when needed."""
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(model)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(config, model))
+        except MlflowException as exc:  # another process created it between our two calls
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise TrackingError(f"cannot create MLflow experiment {name!r}: {describe(exc)}") from None
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def describe(exc: BaseException) -> str:
+    """One masked line about an MLflow/HTTP failure, for reasons and logs."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return mask(text)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """True when MLflow says the thing asked for does not exist (as opposed to being unreachable)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    # A missing alias is reported as an invalid parameter ("Registered model alias X not found.").
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
