@@ -30,7 +30,6 @@ SCHEMA_VERSION = 1
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 JOB_OUTCOMES = ("promoted", "rejected", "failed")
-ALERT_STATES = ("firing", "resolved")
 
 # SQLite waits this long for another writer (e.g. `driftd check` beside the daemon).
 _SQLITE_BUSY_TIMEOUT_S = 30
@@ -135,7 +134,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 metadata = sa.MetaData()
 
-schema_version = sa.Table(
+versions = sa.Table(
     "schema_version",
     metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
@@ -246,10 +245,18 @@ def _masked(url: str) -> str:
     return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (from a DataFrame) as plain Python, so an int id stays an int in JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} {value!r} as JSON")
+
+
 def _quality_json(quality: Quality | None) -> str | None:
     if quality is None:
         return None
-    return json.dumps({"labelled_rows": quality.labelled_rows, "labelled_ratio": quality.labelled_ratio, "metrics": quality.metrics})
+    data = {"labelled_rows": quality.labelled_rows, "labelled_ratio": quality.labelled_ratio, "metrics": quality.metrics}
+    return json.dumps(data, default=_plain)
 
 
 def _quality_from_json(text: str | None) -> Quality | None:
@@ -324,8 +331,8 @@ class StateStore:
             if not self._is_sqlite:
                 # Two daemons starting together must not both create the tables.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
-            schema_version.create(conn, checkfirst=True)
-            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            versions.create(conn, checkfirst=True)
+            current = conn.execute(sa.select(sa.func.max(versions.c.version))).scalar() or 0
             if current > SCHEMA_VERSION:
                 raise StateError(
                     f"state database {self._url_masked} has schema version {current}, newer than this "
@@ -333,14 +340,14 @@ class StateStore:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 _MIGRATIONS[version](conn)
-                conn.execute(sa.insert(schema_version).values(version=version, applied_at=_now()))
+                conn.execute(sa.insert(versions).values(version=version, applied_at=_now()))
 
     def schema_version(self) -> int:
         """The schema version recorded in the database (0 before the first `migrate()`)."""
         with self._tx() as conn:
             if not sa.inspect(conn).has_table("schema_version"):
                 return 0
-            return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+            return conn.execute(sa.select(sa.func.max(versions.c.version))).scalar() or 0
 
     def ping(self) -> bool:
         try:
@@ -365,8 +372,8 @@ class StateStore:
 
         Recording the same check_id again changes nothing, so a retried tick is harmless.
         """
-        with self._tx() as conn, self._tx() as conn2:
-            # RETURNING, not rowcount: the driver's rowcount after ON CONFLICT DO NOTHING is unreliable.
+        with self._tx() as conn:
+            # RETURNING, not rowcount: psycopg reports rowcount -1 for INSERT ... ON CONFLICT DO NOTHING.
             stmt = self._insert(checks).values(self._check_row(result)).on_conflict_do_nothing(index_elements=["check_id"])
             inserted = conn.execute(stmt.returning(checks.c.check_id)).first() is not None
             if inserted and result.watermark is not None:
@@ -515,8 +522,6 @@ class StateStore:
             try:
                 with self._engine.begin() as conn:
                     yield conn
-            except IntegrityError:
-                raise
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
                 raise StateError(self._explain(exc, "query failed on")) from None
 
@@ -525,7 +530,7 @@ class StateStore:
         return dialect.insert(table)
 
     def _upsert_watermark(self, conn: Connection, model: str, mark: Watermark, check_id: str) -> None:
-        values = {"model": model, "ts": mark.timestamp, "id": json.dumps(mark.id), "check_id": check_id, "updated_at": _now()}
+        values = {"model": model, "ts": mark.timestamp, "id": json.dumps(mark.id, default=_plain), "check_id": check_id, "updated_at": _now()}
         stmt = self._insert(watermarks).values(values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["model"], set_={k: stmt.excluded[k] for k in values if k != "model"}))
 

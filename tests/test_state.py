@@ -164,6 +164,16 @@ def test_watermark_keeps_the_id_type_and_utc(store: StateStore) -> None:
     assert store.watermark("never-checked") is None
 
 
+def test_numpy_values_from_a_dataframe_are_stored_as_plain_numbers(store: StateStore) -> None:
+    import numpy as np
+
+    quality = Quality(labelled_rows=10, labelled_ratio=0.5, metrics={"f1": np.float32(0.5)})
+    store.record_check(check("c1", mark=Watermark(T0, np.int64(12345678901)), quality=quality))  # type: ignore[arg-type]
+    mark = store.watermark("churn")
+    assert mark == Watermark(T0, 12345678901) and type(mark.id) is int
+    assert store.recent_checks("churn", 1)[0].quality == Quality(10, 0.5, {"f1": 0.5})
+
+
 def test_record_check_moves_the_watermark_forward(store: StateStore) -> None:
     store.record_check(check("c1", mark=Watermark(T0, 1)))
     store.record_check(check("c2", minute=15, mark=Watermark(T0 + timedelta(minutes=15), 9)))
