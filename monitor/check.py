@@ -146,7 +146,7 @@ def _finish(result: CheckResult, clock: float, *, status: CheckStatus, message: 
 
 def _measure_quality(inputs: Inputs, end: datetime, now: datetime) -> tuple[Quality | None, str | None]:
     """Quality on the labelled rows of the trailing quality span; labels arrive late."""
-    from monitor.quality import compute_quality
+    from monitor.quality import QualityError, compute_quality
 
     model, cols = inputs.model, inputs.model.columns
     if not cols.target:
@@ -158,9 +158,8 @@ def _measure_quality(inputs: Inputs, end: datetime, now: datetime) -> tuple[Qual
     try:
         frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))
         frame = attach_labels(frame, inputs.labels, cols)
-    except SourceError as exc:
+        return (compute_quality(frame, model) if not frame.empty else None), None
+    except (SourceError, QualityError) as exc:
+        # Drift results stand on their own; quality is reported missing, with the reason.
         log.warning("quality skipped for %s: %s", model.name, exc)
         return None, str(exc)
-    if frame.empty:
-        return None, None
-    return compute_quality(frame, model), None

@@ -6,7 +6,7 @@ import argparse
 
 from monitor.cli import DRIFT, FAILURE, OK, Failure
 from monitor.config import Config
-from monitor.logs import setup_logging
+from monitor.logs import log_context, setup_logging
 from monitor.render import check_report, table
 from monitor.results import CheckStatus
 
@@ -20,7 +20,8 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
     try:
-        loaded = References(config, override=args.reference).get(model)
+        with log_context(model=model.name):
+            loaded = References(config, override=args.reference).get(model)
         labels = open_source(model.labels, model.columns) if model.labels else None
         inputs = Inputs(model, open_source(model.source, model.columns), labels)
     except (ReferenceError, SourceError) as exc:
@@ -81,7 +82,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         jobs = store.retrain_jobs(model.name)
         rows.append((
             model.name, version,
-            last.started_at if last else None, last.status if last else None,
+            last.started_at if last else None, last.status.value if last else None,
             f"{last.drifted_share:.0%}" if last else None,
             "firing" if alert and alert.firing else "-",
             f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,

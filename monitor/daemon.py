@@ -193,7 +193,7 @@ class Daemon:
         history = self.store.recent_checks(model.name, _history_depth(model))
         decision = decide(
             model.policy, model.retrain, history, alert_firing=firing,
-            jobs=self.store.retrain_jobs(model.name, since=now - timedelta(days=1)),
+            jobs=self.store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1))),
             champion_score=champion.validation_score if champion else None,
             primary_metric=champion.primary_metric if champion else None,
             now=now, labelled_rows=None,

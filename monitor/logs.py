@@ -6,7 +6,9 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -55,6 +57,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s model=%(model)s check=%(chec
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
+    # MLflow installs its own handler at import time; this is the switch it reads then.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow's schema hints ("integer columns cannot represent missing values") are advice for
+    # notebook users; driftd logs its models with explicit dtypes.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

@@ -2,14 +2,13 @@
 
 Classification: accuracy, f1 (binary: the larger label is the positive class; multiclass: macro
 average) and roc_auc when a probability column exists and both classes occur. Regression: rmse
-and mae. Metrics come from sklearn.metrics.
+and mae. Metrics come from sklearn.metrics, imported on use (it takes most of a second).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from monitor.config import ModelConfig, Task
 from monitor.results import Quality
@@ -52,6 +51,8 @@ def compute_quality(frame: pd.DataFrame, model: ModelConfig) -> Quality | None:
     if labelled.empty:
         return None
     prediction = model.columns.prediction
+    if prediction not in frame.columns:
+        raise QualityError(f"the labelled rows lack the prediction column {prediction!r}; read it with the labels")
     scored = labelled[labelled[prediction].notna()]
     if scored.empty:
         raise QualityError(f"every labelled row has an empty prediction column {prediction!r}; check the prediction logs")
@@ -63,6 +64,8 @@ def compute_quality(frame: pd.DataFrame, model: ModelConfig) -> Quality | None:
 
 
 def _regression(y_true: pd.Series, y_pred: pd.Series, target: str, prediction: str) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     try:
         truth, predicted = y_true.astype("float64"), y_pred.astype("float64")
     except (TypeError, ValueError):
@@ -74,6 +77,8 @@ def _regression(y_true: pd.Series, y_pred: pd.Series, target: str, prediction: s
 
 
 def _classification(scored: pd.DataFrame, model: ModelConfig) -> dict[str, float]:
+    from sklearn import metrics as skm
+
     columns = model.columns
     y_true, y_pred = _same_label_type(scored[columns.target], scored[columns.prediction], columns.target, columns.prediction)
     labels = np.union1d(y_true.unique(), y_pred.unique())
@@ -97,6 +102,8 @@ def _classification(scored: pd.DataFrame, model: ModelConfig) -> dict[str, float
 
 def _roc_auc(scored: pd.DataFrame, y_true: pd.Series, positive: object, probability: str | None) -> float | None:
     # The probability column holds P(positive class); rows without one are left out.
+    from sklearn import metrics as skm
+
     if probability is None or probability not in scored.columns:
         return None
     score = pd.to_numeric(scored[probability], errors="coerce")

@@ -76,6 +76,8 @@ class References:
         return self._cached(model, version, None, lambda: read_table(Path(path)))
 
     def _champion(self, model: ModelConfig) -> Champion | None:
+        if _embedded_store_missing(self._config.mlflow.registry_uri or self._config.mlflow.tracking_uri):
+            return None  # nothing registered yet; creating the store would cost seconds for nothing
         from retrain.registry import champion
 
         try:
@@ -93,11 +95,14 @@ class References:
     def _from_registry(self, model: ModelConfig, champion: Champion) -> pd.DataFrame:
         from retrain.registry import load_reference
 
-        frame, _ = load_reference(self._config, model, champion.version)
+        try:
+            frame, _ = load_reference(self._config, model, champion.version)
+        except Exception as exc:  # MLflow/IO errors come in many types; the message is what matters
+            raise ReferenceError(f"cannot load the reference of {model.mlflow_name} version {champion.version}: {exc}") from None
         return frame
 
     def _cached(self, model: ModelConfig, version: str, champion: Champion | None, load) -> Loaded:
-        from monitor.drift import prepare_reference
+        from monitor.drift import DriftError, prepare_reference
         from monitor.validate import InputError, validate_reference
 
         with self._lock:
@@ -105,10 +110,14 @@ class References:
             if cached is not None and cached.prepared.version == version:
                 return cached
             try:
-                frame = validate_reference(load(), model)
-            except InputError as exc:
+                prepared = prepare_reference(validate_reference(load(), model), model, version)
+            except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
-            loaded = Loaded(prepare_reference(frame, model, version), champion)
+            loaded = Loaded(prepared, champion)
             self._cache[model.name] = loaded
-            log.info("prepared reference %s for %s (%d rows)", version, model.name, len(frame))
+            log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+
+def _embedded_store_missing(uri: str) -> bool:
+    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()

@@ -6,8 +6,6 @@ row: sampling is the biggest lever on check time (see bench/drift_check.py).
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pandas as pd
 
@@ -27,9 +25,3 @@ def sample_rows(frame: pd.DataFrame, max_rows: int | None, seed: int) -> tuple[p
     positions.sort()  # keep the time order the source delivered
     return frame.take(positions), True
 
-
-def stable_seed(*parts: object) -> int:
-    """A seed derived from `parts` (e.g. model name and window end) that is the same in every
-    process; Python's own hash() of a str changes from run to run."""
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

@@ -66,7 +66,7 @@ def load_training_data(model: ModelConfig, *, now: datetime | None = None, refer
     until = now or datetime.now(timezone.utc)
     since = until - model.retrain.training_window
     window = _read_window(model, since, until)
-    labelled = window[window[target].notna()]
+    labelled = _restore_label_dtype(window[window[target].notna()], target, model)
     needed = model.retrain.min_labelled_rows
     if len(labelled) < needed:
         raise InsufficientData(
@@ -108,15 +108,18 @@ def _read_window(model: ModelConfig, since: datetime, until: datetime) -> pd.Dat
     wanted = [cols.timestamp, cols.id, cols.prediction, *cols.features]
     if cols.probability:
         wanted.append(cols.probability)
-    labels = None
     if model.labels is None:
         wanted.append(cols.target)  # labels live in the prediction log itself
-    else:
-        labels = open_source(model.labels, cols)
     source = open_source(model.source, cols)
-    window = source.read(WindowQuery(columns=tuple(dict.fromkeys(wanted)), until=until, since=since))
-    window = _validated(window, model)
-    return attach_labels(window, labels, cols)
+    labels = open_source(model.labels, cols) if model.labels is not None else None
+    try:
+        window = source.read(WindowQuery(columns=tuple(dict.fromkeys(wanted)), until=until, since=since))
+        return attach_labels(_validated(window, model), labels, cols)
+    finally:
+        for opened in (source, labels):
+            close = getattr(opened, "close", None)  # SQL sources hold a connection pool
+            if close is not None:
+                close()
 
 
 def _validated(window: pd.DataFrame, model: ModelConfig) -> pd.DataFrame:
@@ -170,3 +173,14 @@ def frame_hash(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _restore_label_dtype(labelled: pd.DataFrame, target: str, model: ModelConfig) -> pd.DataFrame:
+    """A left join with missing labels makes integer classes float (1 -> 1.0); undo it so the
+    model's classes, and the `proba_<class>` columns it serves, keep the labels' own names."""
+    column = labelled[target]
+    if model.task == "regression" or not pd.api.types.is_float_dtype(column) or column.empty:
+        return labelled
+    if (column == column.round()).all():
+        return labelled.assign(**{target: column.astype("int64")})
+    return labelled

@@ -44,7 +44,8 @@ def column_pipeline(estimator: BaseEstimator, numerical: Sequence[str], categori
     estimator fitted on the numerical columns behind a passthrough ColumnTransformer."""
     if _starts_with_columns(estimator) or categorical:
         return estimator
-    columns = ColumnTransformer([("num", "passthrough", list(numerical))]).fit(frame[list(numerical)])
+    columns = ColumnTransformer([("num", "passthrough", list(numerical))], verbose_feature_names_out=False)
+    columns.set_output(transform="pandas").fit(frame[list(numerical)])  # keeps the names it was fitted with
     return Pipeline([("columns", columns), ("model", estimator)])
 
 
@@ -208,7 +209,7 @@ class OnnxFrameModel(mlflow.pyfunc.PythonModel):
         self.session = ort.InferenceSession(context.artifacts["onnx_model"], providers=["CPUExecutionProvider"])
         self.classes = (context.model_config or {{}}).get("classes")
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         feed = {{i.name: column_feed(frame[i.name], i.type) for i in self.session.get_inputs()}}
         outputs = self.session.run(None, feed)
@@ -241,10 +242,19 @@ def log_onnx_model(result: Any, name: str, numerical: Sequence[str], categorical
         classes = None if result.classes is None else np.asarray(result.classes).tolist()
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(code_path), artifacts={"onnx_model": str(onnx_path)},
-            model_config={"classes": classes}, input_example=input_example[columns].head(5),
+            model_config={"classes": classes}, input_example=_example(input_example, numerical, categorical),
             pip_requirements=_requirements(),
             metadata={"driftd.compression": result.chosen.name, "onnx_target_opset": result.target_opset},
             **log_kwargs)
+
+
+def _example(frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
+    """Five rows typed as the graph sees them, so the inferred signature says double/string."""
+    example = frame[[*numerical, *categorical]].head(5).copy()
+    example[list(numerical)] = example[list(numerical)].astype("float64")
+    for column in categorical:
+        example[column] = example[column].astype(object).where(example[column].notna(), "").astype(str)
+    return example
 
 
 def _requirements() -> list[str]:

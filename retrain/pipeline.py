@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import Config, ModelConfig
+from monitor.sources.base import SourceError
+from monitor.validate import InputError
 from retrain import registry
 from retrain.data import DataError, TrainingData, load_training_data
 from retrain.evaluate import Evaluation, evaluate, higher_is_better, positive_probability, primary_metric, score
 from retrain.registry import Candidate, Champion, RegistryError, end_run
-from retrain.tracking import TrackingError, connect, describe, ensure_experiment, mask, tracking_uri
+from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
 from retrain.train import estimator_params, refit
 
 log = logging.getLogger("driftd.retrain")
@@ -69,6 +71,10 @@ class _Failed(Exception):
     """A stage failed in a way already explained by its message."""
 
 
+# Failures whose message already tells the user what happened and what to do.
+_EXPLAINED = (_Failed, DataError, SourceError, InputError, RegistryError)
+
+
 def run_retrain(
     config: Config,
     model: ModelConfig,
@@ -96,6 +102,8 @@ class _Retrain:
         self.evaluation: Evaluation | None = None
         self.compression: Any | None = None
         self.variant: str | None = None
+        self.version: str | None = None  # once registered, even if a later step fails
+        self.unreachable = False  # MLflow stopped answering: make no more calls than needed
 
     # --- the stages, in order ------------------------------------------------------------
 
@@ -106,8 +114,10 @@ class _Retrain:
             self.metric = primary_metric(self.model)
             client, champ, template = self._champion()
             data = self._data(champ)
-            self._at("tracking")
+            self._at("starting the MLflow run")
             experiment = ensure_experiment(client, self.config, self.model)
+            for stale in close_interrupted_runs(client, experiment):
+                log.warning("retrain run %s of %s was left running by an earlier failure; marked FAILED", stale, self.model.name)
             run = mlflow.start_run(experiment_id=experiment, run_name=f"retrain {self.now:%Y-%m-%d %H:%M}", tags=self._run_tags(data))
             self.run_id = run.info.run_id
         except Exception as exc:
@@ -126,6 +136,7 @@ class _Retrain:
         estimator = self._train(template, data)
         if self.model.retrain.tune:
             estimator = self._tune(estimator, data)
+        mlflow.log_params(estimator_params(estimator))  # the final model's, after tuning
         self.compression = self._compress(estimator, data)
         self.evaluation = self._evaluate(champ, estimator, data)
         self._at("registering")
@@ -135,7 +146,7 @@ class _Retrain:
             tags={} if self.evaluation.passed else {"driftd.rejected_reason": self.evaluation.reason[:5000]},
         )  # fmt: skip
         logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
-        self.variant = logged.variant
+        self.variant, self.version = logged.variant, logged.version
         self.say(f"registered {self.model.mlflow_name} version {logged.version} ({logged.variant} variant, reference of {logged.reference_rows} rows)")
         if self.evaluation.passed:
             self._at("promoting")
@@ -350,10 +361,11 @@ class _Retrain:
 
     def _failed(self, exc: Exception) -> RetrainOutcome:
         reason = _reason(exc, self.stage, self.config)
-        if not isinstance(exc, (_Failed, DataError)):
-            log.warning("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+        self.unreachable = _is_mlflow_error(exc) and connection_problem(str(exc)) is not None
+        if not isinstance(exc, _EXPLAINED) and not _is_mlflow_error(exc):  # a bug: keep the traceback
+            log.error("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=exc)
         self.say(f"failed while {self.stage}: {reason}")
-        return self._outcome("failed", reason, None)
+        return self._outcome("failed", reason, self.version)
 
     def _finish_run(self, outcome: RetrainOutcome) -> None:
         import mlflow
@@ -366,10 +378,11 @@ class _Retrain:
                 log.warning("could not record the outcome on run %s: %s", self.run_id, describe(exc))
             end_run("FINISHED")
             return
-        try:
-            mlflow.set_tags({"driftd.outcome": "failed", "driftd.reason": outcome.reason[:5000], "driftd.failed_stage": self.stage})
-        except Exception:  # the failure was probably MLflow itself; the reason is in the outcome
-            pass
+        if not self.unreachable:  # else each call would wait out its retries again
+            try:
+                mlflow.set_tags({"driftd.outcome": "failed", "driftd.reason": outcome.reason[:5000], "driftd.failed_stage": self.stage})
+            except Exception:  # the reason is in the outcome; the next retrain closes this run anyway
+                pass
         end_run("FAILED")
 
 
@@ -378,7 +391,10 @@ def _child(name: str) -> Iterator[Any]:
     """A nested run for one stage that ends FAILED on error without masking the error."""
     import mlflow
 
-    run = mlflow.start_run(run_name=name, nested=True, tags={"driftd.stage": name})
+    parent = mlflow.active_run()
+    assert parent is not None, "stage runs nest under the retrain's parent run"
+    # Without an explicit experiment MLflow files nested runs under the default experiment.
+    run = mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags={"driftd.stage": name})
     status = "FAILED"
     try:
         yield run
@@ -388,13 +404,15 @@ def _child(name: str) -> Iterator[Any]:
 
 
 def _reason(exc: Exception, stage: str, config: Config) -> str:
-    from monitor.sources.base import SourceError
-    from monitor.validate import InputError
-
-    if isinstance(exc, (_Failed, DataError, SourceError, InputError, RegistryError)):
+    if isinstance(exc, _EXPLAINED):
         return mask(str(exc))
-    if isinstance(exc, TrackingError) or _is_mlflow_error(exc):
-        return f"MLflow at {mask(tracking_uri(config))} failed while {stage}: {describe(exc)}"
+    if _is_mlflow_error(exc):
+        where = f"MLflow at {mask(tracking_uri(config))}"
+        problem = connection_problem(str(exc))
+        unchanged = "" if stage == "promoting" else "; the champion is unchanged"
+        if problem:
+            return f"{where} is unreachable ({problem}) while {stage}{unchanged} — check the tracking server, then retrain again"
+        return f"{where} failed while {stage}{unchanged}: {describe(exc)}"
     return f"{type(exc).__name__} while {stage}: {describe(exc)}"
 
 
@@ -405,7 +423,7 @@ def _is_mlflow_error(exc: BaseException) -> bool:
         from requests.exceptions import RequestException
     except ImportError:  # pragma: no cover - requests comes with mlflow
         RequestException = ()  # type: ignore[assignment,misc]
-    return isinstance(exc, (MlflowException, RequestException, ConnectionError, TimeoutError))
+    return isinstance(exc, (TrackingError, MlflowException, RequestException, ConnectionError, TimeoutError))
 
 
 def _variant_metrics(result: Any) -> dict[str, float]:

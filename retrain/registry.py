@@ -19,10 +19,13 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   prediction drift has a reference; `driftd/schema.json` — columns, roles and dtypes;
   `driftd/drift_report.html` when the trigger supplied one.
 - Logged models: `sklearn_model` (the uncompressed estimator, cloudpickle — the registry
-  is the trust boundary) and `model`, the serving variant: an ONNX model wrapped as a pyfunc
-  that predicts from a DataFrame of raw columns (or the sklearn model when nothing compressed
-  within `retrain.max_quality_loss`). The registered version points at `model`, so
-  `mlflow.pyfunc.load_model("models:/<name>@champion").predict(frame)` serves it.
+  is the trust boundary) and `model`, the serving variant: the compressed ONNX graph in a
+  pyfunc that predicts from a DataFrame of raw columns (mlflow.onnx's own pyfunc cannot feed
+  the per-column (N, 1) inputs), or — when nothing compressed within
+  `retrain.max_quality_loss`, or for an adopted model — the sklearn model in a pyfunc with
+  the same output. The registered version points at `model`, so
+  `mlflow.pyfunc.load_model("models:/<name>@champion").predict(frame)` returns a DataFrame
+  with `prediction` and, for classifiers, `proba_<class>` columns, whichever variant serves.
 - Registered model: `model.registered_model` or `model.name`. Version tags:
   `driftd.trigger`, `driftd.compression` (the serving variant, or `none`),
   `driftd.gate.<name>` (`passed|failed <value> (threshold <t>)`), `driftd.primary_metric`,
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -187,7 +191,7 @@ def _by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | Non
     except Exception as exc:
         if is_missing(exc):
             return None
-        raise RegistryError(f"cannot read {name!r}@{alias} from the MLflow registry: {describe(exc)}") from None
+        raise RegistryError(f"cannot read {name!r}@{alias} from the MLflow registry at {_where()}: {describe(exc)}") from None
 
 
 def _as_champion(name: str, version: ModelVersion) -> Champion:
@@ -262,7 +266,13 @@ def _call(method: Any, *args: Any) -> Any:
     try:
         return method(*args)
     except Exception as exc:
-        raise RegistryError(f"MLflow registry call {method.__name__} failed: {describe(exc)}") from None
+        raise RegistryError(f"MLflow registry at {_where()}: {method.__name__} failed: {describe(exc)}") from None
+
+
+def _where() -> str:
+    import mlflow
+
+    return mask(mlflow.get_registry_uri())  # set by connect() before any registry call
 
 
 def _now() -> str:
@@ -287,23 +297,68 @@ def log_candidate(client: MlflowClient, model: ModelConfig, candidate: Candidate
             pip_requirements=sklearn_requirements(),
             signature=_signature(candidate.estimator, candidate.fit_rows[features]),
         )
-    serving = sklearn_info
     if candidate.variant != "none":
         from retrain.compress import log_onnx_model
 
         serving = log_onnx_model(candidate.compression, SERVING_MODEL, model.columns.numerical, model.columns.categorical, candidate.fit_rows)
+    else:
+        serving = _log_sklearn_serving(sklearn_info.model_uri, candidate.fit_rows[features])
     reference = reference_frame(model, candidate)
     with tempfile.TemporaryDirectory() as tmp:
-        reference.to_parquet(Path(tmp, "reference.parquet"), index=False)
-        Path(tmp, "schema.json").write_text(json.dumps(schema(model, reference), indent=2))
-        client.log_artifact(run_id, str(Path(tmp, "reference.parquet")), "driftd")
-        client.log_artifact(run_id, str(Path(tmp, "schema.json")), "driftd")
-    if candidate.drift_report is not None and candidate.drift_report.exists():
-        client.log_artifact(run_id, str(candidate.drift_report), "driftd")
+        folder = Path(tmp, "driftd")
+        folder.mkdir()
+        reference.to_parquet(folder / "reference.parquet", index=False)
+        (folder / "schema.json").write_text(json.dumps(schema(model, reference), indent=2))
+        if candidate.drift_report is not None and candidate.drift_report.is_file():
+            shutil.copyfile(candidate.drift_report, folder / "drift_report.html")
+        client.log_artifacts(run_id, str(folder), "driftd")
     tags = version_tags(candidate, sklearn_info.model_uri)
     _ensure_registered_model(client, model)
-    version = client.create_model_version(model.mlflow_name, source=serving.model_uri, run_id=run_id, tags=tags, model_id=serving.model_id)
+    version = client.create_model_version(
+        model.mlflow_name, source=serving.model_uri, run_id=run_id, tags=tags, model_id=serving.model_id, await_creation_for=60
+    )
     return Logged(str(version.version), serving.model_uri, sklearn_info.model_uri, candidate.variant, len(reference))
+
+
+# The sklearn model served through the same output contract as the ONNX variants (columns
+# `prediction` and `proba_<class>`), so consumers of models:/NAME@champion need not care
+# which variant serves. Models-from-code: loading it needs mlflow and sklearn, not driftd.
+_SKLEARN_PYFUNC = '''"""driftd: serve a scikit-learn model from a DataFrame of raw columns."""
+import mlflow
+import pandas as pd
+
+
+class SklearnFrameModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.model = mlflow.sklearn.load_model(context.artifacts["sklearn_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        result = pd.DataFrame({"prediction": self.model.predict(frame)}, index=frame.index)
+        if hasattr(self.model, "predict_proba") and hasattr(self.model, "classes_"):
+            proba = self.model.predict_proba(frame)
+            for k, label in enumerate(self.model.classes_):
+                result[f"proba_{label}"] = proba[:, k]
+        return result
+
+
+mlflow.models.set_model(SklearnFrameModel())
+'''
+
+
+def _log_sklearn_serving(sklearn_model_uri: str, example: pd.DataFrame) -> Any:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp, "driftd_sklearn_pyfunc.py")
+        code.write_text(_SKLEARN_PYFUNC)
+        return mlflow.pyfunc.log_model(
+            name=SERVING_MODEL,
+            python_model=str(code),
+            artifacts={"sklearn_model": sklearn_model_uri},
+            input_example=example.head(5),
+            pip_requirements=sklearn_requirements() + [f"mlflow=={mlflow.__version__}"],
+        )
 
 
 @contextmanager
@@ -426,18 +481,23 @@ def register_baseline(config: Config, model: ModelConfig, estimator: Any, refere
     """Log a freshly trained `estimator` (compressed as a retrain would) with its reference
     rows and register it as champion; returns the version. `holdout` (with the target) gives
     the version's `driftd.validation_score`."""
-    from retrain.evaluate import primary_metric, score
+    from retrain.evaluate import primary_metric
 
-    cols = model.columns
     compression = _compress_baseline(model, estimator, reference, holdout)
     candidate = Candidate(estimator, compression, reference, "baseline", primary_metric(model), None)
-    if cols.target and cols.target in holdout.columns and holdout[cols.target].notna().any():
-        labelled = holdout[holdout[cols.target].notna()]
-        labels, proba = predictions(model, candidate, labelled)
-        from retrain.evaluate import positive_probability
+    return _register_as_champion(config, model, _scored(model, candidate, holdout), kind="baseline")
 
-        candidate = replace(candidate, validation_score=score(model, labelled, labels, positive_probability(model, proba)))
-    return _register_as_champion(config, model, candidate, kind="baseline")
+
+def _scored(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -> Candidate:
+    """`candidate` with its serving variant's score on the labelled rows of `frame`, if any."""
+    from retrain.evaluate import positive_probability, score
+
+    target = model.columns.target
+    if not target or target not in frame.columns or frame[target].isna().all():
+        return candidate
+    labelled = frame[frame[target].notna()]
+    labels, proba = predictions(model, candidate, labelled)
+    return replace(candidate, validation_score=score(model, labelled, labels, positive_probability(model, proba)))
 
 
 def _compress_baseline(model: ModelConfig, estimator: Any, reference: pd.DataFrame, holdout: pd.DataFrame) -> Any | None:
@@ -463,7 +523,7 @@ def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, mode
     `driftd.validation_score`."""
     import mlflow
 
-    from retrain.evaluate import positive_probability, primary_metric, score
+    from retrain.evaluate import primary_metric
 
     if (run_id is None) == (model_uri is None):
         raise RegistryError("give exactly one of run_id or model_uri for the model to adopt")
@@ -478,12 +538,7 @@ def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, mode
     if missing:
         raise RegistryError(f"reference file {reference} lacks the feature columns {missing} of model {model.name!r}")
     candidate = Candidate(estimator, None, frame, "adopt", primary_metric(model), None, tags={"driftd.adopted_from": mask(uri)})
-    target = model.columns.target
-    if target and target in frame.columns and frame[target].notna().any():
-        labelled = frame[frame[target].notna()]
-        labels, proba = predictions(model, candidate, labelled)
-        candidate = replace(candidate, validation_score=score(model, labelled, labels, positive_probability(model, proba)))
-    return _register_as_champion(config, model, candidate, kind="adopt")
+    return _register_as_champion(config, model, _scored(model, candidate, frame), kind="adopt")
 
 
 def _model_uri_of_run(config: Config, run_id: str) -> str:

@@ -24,6 +24,7 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a daemon's log is no terminal
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # nor is its stdout
 }
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
@@ -91,9 +92,50 @@ def ensure_experiment(client: MlflowClient, config: Config, model: ModelConfig) 
 def describe(exc: BaseException) -> str:
     """One masked line about an MLflow/HTTP failure, for reasons and logs."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    problem = connection_problem(text)
+    if problem:
+        return f"cannot connect ({problem})"
     if len(text) > 300:
         text = text[:300] + "…"
     return mask(text)
+
+
+_CONNECTION_PROBLEMS = (
+    ("Connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("Name or service not known", "host name not resolved"),
+    ("nodename nor servname", "host name not resolved"),
+    ("Temporary failure in name resolution", "host name not resolved"),
+    ("Max retries exceeded", "no answer after retries"),
+)
+
+
+def connection_problem(text: str) -> str | None:
+    """A short name for an HTTP connection failure buried in an MLflow message, else None."""
+    for marker, problem in _CONNECTION_PROBLEMS:
+        if marker in text:
+            return problem
+    return None
+
+
+def close_interrupted_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the retrain runs (and their stage runs) a crash or an outage left RUNNING.
+
+    Safe because a model has one retrain at a time: the daemon's hand-off and `driftd
+    retrain` both check the state store before starting one."""
+    stale = client.search_runs([experiment_id], filter_string="tags.`driftd.kind` = 'retrain' and attributes.status = 'RUNNING'")
+    for run in stale:
+        client.set_tag(run.info.run_id, "driftd.outcome", "failed")
+        client.set_tag(run.info.run_id, "driftd.reason", "interrupted: found still running when the next retrain started")
+        _fail_tree(client, experiment_id, run.info.run_id)
+    return [run.info.run_id for run in stale]
+
+
+def _fail_tree(client: MlflowClient, experiment_id: str, run_id: str) -> None:
+    children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'")
+    for child in children:
+        _fail_tree(client, experiment_id, child.info.run_id)
+    client.set_terminated(run_id, "FAILED")
 
 
 def is_missing(exc: BaseException) -> bool:

@@ -131,7 +131,7 @@ def test_dead_alert_channel_never_delays_checks_and_secrets_stay_hidden(tmp_path
         policy={"alert_after": "1 of 1"},
         extra={"server": {"host": "127.0.0.1", "port": port, "basic_auth": {"username": "prom", "password": "${METRICS_PASSWORD}"}}},
     )
-    with running(config, port, env={"METRICS_PASSWORD": metrics_password}) as driftd:
+    with running(config, port, env={"METRICS_PASSWORD": metrics_password}, auth=("prom", metrics_password)) as driftd:
         for _ in range(4):
             _feed(table, tmp_path, 300, shift=2.0)
         auth = ("prom", metrics_password)

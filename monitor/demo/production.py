@@ -21,10 +21,17 @@ from monitor.demo.world import CATEGORICAL, NUMERICAL, TARGET, make_loans
 Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
 
 
-def create_tables(url: str) -> sa.Engine:
+@dataclass(frozen=True)
+class LogTables:
+    engine: sa.Engine
+    predictions: sa.Table
+    outcomes: sa.Table
+
+
+def create_tables(url: str) -> LogTables:
     engine = sa.create_engine(url)
     meta = sa.MetaData()
-    sa.Table(
+    predictions = sa.Table(
         "predictions", meta,
         sa.Column("id", sa.String, primary_key=True),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
@@ -33,12 +40,13 @@ def create_tables(url: str) -> sa.Engine:
         sa.Column("prediction", sa.Integer),
         sa.Column("probability", sa.Float),
         sa.Column("model_version", sa.String),
+        sa.Column("phase", sa.String),  # simulation ground truth (not a feature): "baseline" or "shifted"
     )
-    sa.Table("outcomes", meta, sa.Column("id", sa.String, primary_key=True), sa.Column("ts", sa.DateTime(timezone=True)),
-             sa.Column(TARGET, sa.Integer))
+    outcomes = sa.Table("outcomes", meta, sa.Column("id", sa.String, primary_key=True),
+                        sa.Column("ts", sa.DateTime(timezone=True)), sa.Column(TARGET, sa.Integer))
     meta.drop_all(engine)
     meta.create_all(engine)
-    return engine
+    return LogTables(engine, predictions, outcomes)
 
 
 @dataclass
@@ -50,14 +58,14 @@ class Phase:
 class Production(threading.Thread):
     """Every tick: draw applications, predict with the current champion, log rows; later, the truth."""
 
-    def __init__(self, engine: sa.Engine, serve: Callable[[], tuple[str, Predictor]], *, rows_per_second: float,
+    def __init__(self, tables: LogTables, serve: Callable[[], tuple[str, Predictor]], *, rows_per_second: float,
                  label_delay: timedelta, seed: int = 7, tick: float = 0.25) -> None:
         super().__init__(name="demo-production", daemon=True)
-        self._engine, self._serve = engine, serve
+        self._tables, self._serve = tables, serve
         self._rows_per_tick = max(1, round(rows_per_second * tick))
         self._label_delay, self._tick = label_delay, tick
         self._rng = np.random.default_rng(seed)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._pending: list[tuple[datetime, pd.DataFrame]] = []
         self.phase = Phase()
         self.next_id = 0
@@ -69,12 +77,12 @@ class Production(threading.Thread):
         return self.phase.started_at
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
     def run(self) -> None:
         try:
-            while not self._stop.wait(self._tick):
+            while not self._halt.wait(self._tick):
                 self._log_predictions()
                 self._log_labels()
         except BaseException as exc:  # surfaced by the demo instead of dying silently in a thread
@@ -87,9 +95,11 @@ class Production(threading.Thread):
         self.next_id += len(rows)
         version, predict = self._serve()
         labels, proba = predict(rows[NUMERICAL + CATEGORICAL])
-        logged = rows.drop(columns=[TARGET]).assign(prediction=labels.astype(int), probability=proba, model_version=version)
-        with self._engine.begin() as conn:
-            conn.execute(sa.table("predictions", *[sa.column(c) for c in logged.columns]).insert(), logged.to_dict("records"))
+        phase = "shifted" if self.phase.drift > 0 else "baseline"
+        logged = rows.drop(columns=[TARGET]).assign(prediction=labels.astype(int), probability=proba,
+                                                   model_version=version, phase=phase)
+        with self._tables.engine.begin() as conn:
+            conn.execute(self._tables.predictions.insert(), logged.to_dict("records"))
         self._pending.append((now, rows[["id", "ts", TARGET]]))
 
     def _log_labels(self) -> None:
@@ -99,5 +109,5 @@ class Production(threading.Thread):
         if not ready:
             return
         truth = pd.concat(ready).assign(ts=datetime.now(timezone.utc))
-        with self._engine.begin() as conn:
-            conn.execute(sa.table("outcomes", *[sa.column(c) for c in truth.columns]).insert(), truth.to_dict("records"))
+        with self._tables.engine.begin() as conn:
+            conn.execute(self._tables.outcomes.insert(), truth.to_dict("records"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,9 +58,9 @@ class DemoRun:
         baseline = register_baseline_model(config, model)
         say(f"      {model.mlflow_name} version {baseline.version} is @champion "
             f"(holdout accuracy {baseline.score:.3f}, {baseline.reference_rows} reference rows)")
-        engine = create_tables(model.source.resolved_url())
+        tables = create_tables(model.source.resolved_url())
         serving = Serving(config, model)
-        production = Production(engine, serving.current, rows_per_second=self.timeline.rows_per_second,
+        production = Production(tables, serving.current, rows_per_second=self.timeline.rows_per_second,
                                 label_delay=timedelta(seconds=self.timeline.label_delay))
         daemon = Daemon(config)
         say(f"[2/4] production starts: {self.timeline.rows_per_second:.0f} predictions/s, labels after "
@@ -101,7 +100,7 @@ class DemoRun:
                     if job.status in ("succeeded", "failed") and finished_after is None:
                         finished_after = len(shown)
             # After the retrain, a few windows show the new champion's reference in use.
-            if finished_after is not None and len(shown) >= finished_after + 3:
+            if finished_after is not None and len(shown) >= finished_after + 4:
                 return shift_at
             time.sleep(0.2)
         say("      (time limit reached)")
@@ -112,10 +111,9 @@ def _check_line(n: int, check) -> str:
     quality = ""
     if check.quality and "accuracy" in check.quality.metrics:
         quality = f"  accuracy {check.quality.metrics['accuracy']:.3f} on {check.quality.labelled_rows} labelled"
-    verdict = {"drift": "DRIFT", "ok": "ok", "insufficient_data": "waiting for rows", "error": "ERROR"}[check.status]
-    share = f"{check.drifted_share:4.0%} drifted" if check.status in ("ok", "drift") else ""
+    status = check.status.value
+    verdict = {"drift": "DRIFT", "ok": "ok", "insufficient_data": "waiting for rows", "error": "ERROR"}[status]
+    share = f"{check.drifted_share:4.0%} drifted" if status in ("ok", "drift") else ""
     line = f"      window {n:3d}  {check.rows:5d} rows  {share:12s} {verdict:6s}{quality}"
-    return line if check.status != "error" else f"{line}  {check.message}"
+    return line if status != "error" else f"{line}  {check.message}"
 
-
-__all__ = ["DemoRun", "say", "sys"]

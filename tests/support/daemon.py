@@ -98,8 +98,8 @@ def daemon_config(directory: Path, *, source_url: str, table: str, port: int, ch
 class DriftdProcess:
     """`driftd run -c CONFIG` in its own process group; stderr is collected line by line."""
 
-    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
-        self.config, self.port, self.env = config, port, env or {}
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> None:
+        self.config, self.port, self.env, self.auth = config, port, env or {}, auth
         self.lines: list[str] = []
         self.proc: subprocess.Popen | None = None
 
@@ -109,7 +109,11 @@ class DriftdProcess:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                      start_new_session=True)
         threading.Thread(target=self._collect, args=(self.proc,), daemon=True).start()
-        wait_for(lambda: self.healthy() or self._dead(), timeout=90)
+        try:
+            wait_for(lambda: self.healthy() or self._dead(), timeout=90)
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def _collect(self, proc: subprocess.Popen) -> None:
@@ -127,15 +131,16 @@ class DriftdProcess:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{self.url}/healthz", auth=self.auth, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=5).text
+        return httpx.get(f"{self.url}/metrics", auth=self.auth, timeout=5).text
 
     def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def stop(self, timeout: float = 10) -> int:
@@ -153,8 +158,9 @@ class DriftdProcess:
 
 
 @contextlib.contextmanager
-def running(config: Path, port: int, env: dict[str, str] | None = None) -> Iterator[DriftdProcess]:
-    proc = DriftdProcess(config, port, env).start()
+def running(config: Path, port: int, env: dict[str, str] | None = None,
+            auth: tuple[str, str] | None = None) -> Iterator[DriftdProcess]:
+    proc = DriftdProcess(config, port, env, auth).start()
     try:
         yield proc
     finally:

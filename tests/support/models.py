@@ -164,3 +164,18 @@ def model_config(
         retrain=retrain or RetrainOptions(),
         **overrides,
     )
+
+
+def write_log(directory: Path, estimator: Any, frame: pd.DataFrame, *, name: str = "part-0.parquet", labelled: float = 1.0, seed: int = 0) -> Path:
+    """Write `frame` as a Parquet prediction log with `estimator`'s predictions.
+
+    Only a `labelled` share of rows (seeded choice) keeps its target; the rest have NaN, as
+    when labels have not arrived yet."""
+    logged = with_predictions(estimator, frame)
+    if labelled < 1.0:
+        rng = np.random.default_rng(seed)
+        logged[TARGET] = logged[TARGET].astype("float64").where(rng.random(len(logged)) < labelled)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    logged.to_parquet(path, index=False)
+    return path

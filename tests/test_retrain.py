@@ -1,0 +1,364 @@
+"""The retrain-and-recompress pipeline: training data, gates, tuning, and whole retrains.
+
+Unit-level tests use MLflow's embedded SQLite store (the store driftd runs on with no
+servers). The integration tests run the same retrains against a real `mlflow server`
+(started once for the module), including one stopped halfway through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score
+
+from monitor.config import Config, MLflowConfig, ModelConfig, RetrainOptions
+from retrain import RetrainOutcome, Trigger, run_retrain
+from retrain.data import InsufficientData, load_training_data, split_by_time
+from retrain.evaluate import compression_gate, evaluate, improvement_gate
+from retrain.registry import champion, load_reference, register_baseline
+from retrain.tune import tune
+from tests.support.mlflow_server import MlflowServer, mlflow_server
+from tests.support.models import (
+    FEATURES, ID, PREDICTION, TARGET, TIMESTAMP, make_loans, model_config, train_baseline, with_predictions, write_log,
+)  # fmt: skip
+
+NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
+TRIGGER = Trigger("check-42", NOW - timedelta(hours=1), NOW, 0.625, "drift in 3 of the last 4 windows")
+
+
+@dataclass
+class World:
+    config: Config
+    model: ModelConfig
+    champion: Any  # the baseline estimator serving before the retrain
+    logs: Path
+
+
+def make_world(
+    root: Path,
+    name: str = "loans",
+    *,
+    tracking_uri: str | None = None,
+    artifact_root: str | None = None,
+    kind: str = "logistic",
+    rows: int = 4000,
+    drift: float = 1.0,
+    labelled: float = 1.0,
+    **retrain: Any,
+) -> World:
+    """A champion trained before the drift, registered, and `rows` drifted production rows logged."""
+    options = {"min_labelled_rows": 1000, "training_window": "7d", "compression": ["onnx"], **retrain}
+    model = model_config(name, root / name / "logs" / "*.parquet", retrain=options)
+    config = Config(
+        mlflow=MLflowConfig(
+            tracking_uri=tracking_uri or f"sqlite:///{root / 'mlflow.db'}",
+            artifact_root=artifact_root or str(root / "artifacts"),
+        ),
+        models=[model],
+    )
+    before = make_loans(3000, seed=1, start=NOW - timedelta(days=30), every=timedelta(minutes=5))
+    train, holdout = before.iloc[:2400], before.iloc[2400:]
+    estimator = train_baseline(train, kind)
+    register_baseline(config, model, estimator, with_predictions(estimator, train), with_predictions(estimator, holdout))
+    after = make_loans(rows, seed=5, drift=drift, start=NOW - timedelta(days=5), first_id=1_000_000)
+    logs = root / name / "logs"
+    write_log(logs, estimator, after, labelled=labelled)
+    return World(config, model, estimator, logs)
+
+
+def aliases(config: Config, name: str) -> dict[str, str]:
+    found = mlflow.MlflowClient(config.mlflow.tracking_uri).get_registered_model(name).aliases
+    return {alias: str(version) for alias, version in found.items()}
+
+
+def child_runs(config: Config, run_id: str) -> dict[str, Any]:
+    client = mlflow.MlflowClient(config.mlflow.tracking_uri)
+    parent = client.get_run(run_id)
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    return {run.info.run_name: run for run in children}
+
+
+# --- training data ----------------------------------------------------------------------------
+
+
+def test_training_data_holds_out_the_most_recent_labelled_rows(tmp_path):
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", retrain={"min_labelled_rows": 500, "training_window": "3d"})
+    frame = make_loans(3000, seed=3, start=NOW - timedelta(days=5), every=timedelta(minutes=3))
+    estimator = train_baseline(frame.iloc[:1000], "logistic")
+    # Shuffled on disk, 70 % labelled, rows before the window and after `now` present too.
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    write_log(tmp_path / "logs", estimator, shuffled, labelled=0.7, seed=1)
+    late = make_loans(50, seed=4, start=NOW + timedelta(minutes=1), first_id=900_000)
+    write_log(tmp_path / "logs", estimator, late, name="late.parquet")
+
+    data = load_training_data(model, now=NOW)
+
+    logged = pd.read_parquet(tmp_path / "logs" / "part-0.parquet")
+    in_window = logged[(logged[TIMESTAMP] > NOW - timedelta(days=3)) & (logged[TIMESTAMP] <= NOW)]
+    labelled = in_window[in_window[TARGET].notna()].sort_values([TIMESTAMP, ID])
+    assert data.read_rows == len(in_window) and data.labelled_rows == len(labelled)
+    assert (len(data.train), len(data.validation), len(data.holdout)) == (
+        round(0.6 * len(labelled)), round(0.8 * len(labelled)) - round(0.6 * len(labelled)), len(labelled) - round(0.8 * len(labelled)),
+    )  # fmt: skip
+    assert list(data.holdout["income"]) == list(labelled["income"].iloc[-len(data.holdout) :])
+    assert list(data.train["income"]) == list(labelled["income"].iloc[: len(data.train)])
+    assert set(data.train.columns) == {*FEATURES, TARGET}  # features + target only
+
+
+def test_too_few_labelled_rows_are_refused_with_the_numbers(tmp_path):
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", retrain={"min_labelled_rows": 2500, "training_window": "7d"})
+    frame = make_loans(4000, seed=3, start=NOW - timedelta(days=3))
+    write_log(tmp_path / "logs", train_baseline(frame.iloc[:500], "logistic"), frame, labelled=0.5, seed=2)
+    with pytest.raises(InsufficientData) as refused:
+        load_training_data(model, now=NOW)
+    labelled = int(pd.read_parquet(tmp_path / "logs" / "part-0.parquet")[TARGET].notna().sum())
+    assert refused.value.rows == labelled and refused.value.needed == 2500
+    assert f"only {labelled} labelled rows of 4000" in str(refused.value)
+    assert "at least 2500 (retrain.min_labelled_rows)" in str(refused.value)
+
+
+def test_reference_rows_are_blended_into_the_training_split_only(tmp_path):
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", retrain={"min_labelled_rows": 500, "reference_blend": 0.25})
+    frame = make_loans(2000, seed=3, start=NOW - timedelta(days=2))
+    write_log(tmp_path / "logs", train_baseline(frame, "logistic"), frame)
+    reference = make_loans(5000, seed=8)
+    data = load_training_data(model, now=NOW, reference=reference)
+    assert data.reference_rows == 400  # 25 % of the blended 1600-row training split
+    assert len(data.train) == 1200 + 400 and len(data.validation) == 400 and len(data.holdout) == 400
+    assert data.train["income"].isin(reference["income"]).sum() == 400
+    assert not data.holdout["income"].isin(reference["income"]).any()
+
+
+def test_labels_from_a_separate_source_are_joined_on_the_prediction_id(tmp_path):
+    from monitor.config import FilesSource
+
+    frame = make_loans(1500, seed=3, start=NOW - timedelta(days=2))
+    estimator = train_baseline(frame, "logistic")
+    write_log(tmp_path / "logs", estimator, frame.drop(columns=[TARGET]))
+    labels = frame[[ID, TIMESTAMP, TARGET]].iloc[::2]  # every second prediction got its label
+    (tmp_path / "labels").mkdir()
+    labels.to_parquet(tmp_path / "labels" / "labels.parquet", index=False)
+    model = model_config(
+        "loans", tmp_path / "logs" / "*.parquet", retrain={"min_labelled_rows": 500},
+        labels=FilesSource(type="files", path=str(tmp_path / "labels" / "*.parquet")),
+    )  # fmt: skip
+    data = load_training_data(model, now=NOW)
+    assert data.read_rows == 1500 and data.labelled_rows == 750
+
+
+def test_training_data_from_a_sql_table(tmp_path):
+    import sqlalchemy as sa
+
+    from monitor.config import SqlSource
+
+    frame = make_loans(2000, seed=3, start=NOW - timedelta(days=2))
+    logged = with_predictions(train_baseline(frame, "logistic"), frame)
+    logged.loc[logged.index[::4], TARGET] = np.nan  # a quarter of the labels have not arrived
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'logs.db'}")
+    logged.to_sql("predictions", engine, index=False)
+    engine.dispose()
+    source = SqlSource(type="sql", url=f"sqlite:///{tmp_path / 'logs.db'}", table="predictions")
+    model = model_config("loans", "unused", retrain={"min_labelled_rows": 500}).model_copy(update={"source": source})
+    data = load_training_data(model, now=NOW)
+    assert data.read_rows == 2000 and data.labelled_rows == 1500
+    assert len(data.holdout) == 300 and data.holdout[TARGET].notna().all()
+
+
+def test_split_by_time_orders_ties_by_id():
+    frame = pd.DataFrame({"ts": [2, 1, 1, 3, 3], "id": [5, 2, 1, 4, 3], "x": range(5)})
+    train, validation, holdout = split_by_time(frame, "ts", "id")
+    assert list(train["id"]) == [1, 2, 5] and list(validation["id"]) == [3] and list(holdout["id"]) == [4]
+
+
+# --- gates and tuning -------------------------------------------------------------------------
+
+
+def test_improvement_gate_speaks_higher_is_better_for_every_metric():
+    better = improvement_gate("accuracy", 0.80, 0.83, 0.02)
+    assert better.passed and better.value == pytest.approx(0.03)
+    assert not improvement_gate("accuracy", 0.80, 0.81, 0.02).passed
+    lower_error = improvement_gate("rmse", 10.0, 9.0, 0.5)  # the error went down by 1.0
+    assert lower_error.passed and lower_error.value == pytest.approx(1.0)
+    assert not improvement_gate("rmse", 10.0, 10.2, 0.0).passed
+    assert better.tag.startswith("passed +0.0300")
+
+
+def test_compression_gate_bounds_the_loss_of_the_serving_variant():
+    assert compression_gate("accuracy", 0.85, 0.845, 0.01, "prune").passed
+    lossy = compression_gate("accuracy", 0.85, 0.83, 0.01, "prune")
+    assert not lossy.passed and "beyond the allowed loss" in lossy.detail
+    result = evaluate("accuracy", champion_score=0.70, challenger_score=0.83, uncompressed_score=0.85, variant="prune",
+                      options=RetrainOptions(max_quality_loss=0.01))  # fmt: skip
+    assert not result.passed and result.reason == lossy.detail
+
+
+def test_tuning_is_bounded_and_starts_from_the_champions_parameters():
+    frame = make_loans(3000, seed=6, drift=1.0)
+    template = train_baseline(frame.iloc[:300], "forest", n_estimators=10)
+    trials = []
+
+    def accuracy(estimator: Any, rows: pd.DataFrame) -> float:
+        return float(accuracy_score(rows[TARGET], estimator.predict(rows[FEATURES])))
+
+    result = tune(template, frame.iloc[:1800], frame.iloc[1800:2400], features=FEATURES, target=TARGET, score=accuracy,
+                  higher_is_better=True, max_trials=4, on_trial=trials.append)  # fmt: skip
+    assert [t.number for t in trials] == [0, 1, 2, 3] and trials[0].params == {}
+    assert result.score == max(t.score for t in trials)
+    assert result.score == pytest.approx(accuracy(result.estimator, frame.iloc[1800:2400]))
+
+    budgeted = tune(template, frame.iloc[:1800], frame.iloc[1800:2400], features=FEATURES, target=TARGET, score=accuracy,
+                    higher_is_better=True, max_trials=8, budget_seconds=0.0)  # fmt: skip
+    assert len(budgeted.trials) == 1 and "budget" in budgeted.note
+
+
+# --- whole retrains on the embedded store -----------------------------------------------------
+
+
+def test_retrain_with_tuning_and_blend_is_promoted_with_child_runs(tmp_path):
+    world = make_world(tmp_path, tune=True, reference_blend=0.1)
+    lines: list[str] = []
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW, progress=lines.append)
+
+    assert outcome.outcome == "promoted", outcome.reason
+    assert outcome.challenger_score > outcome.champion_score + 0.1
+    assert aliases(world.config, "loans") == {"champion": "2", "previous": "1"}
+    children = child_runs(world.config, outcome.run_id)
+    assert {"train", "tune", "compress", "evaluate"} <= set(children)
+    trials = child_runs(world.config, children["tune"].info.run_id)
+    assert len(trials) >= 2 and all(name.startswith("trial ") for name in trials)
+    params = mlflow.MlflowClient(world.config.mlflow.tracking_uri).get_run(outcome.run_id).data.params
+    assert int(params["rows.reference_blend"]) > 0
+    assert any(line.startswith("tuning:") for line in lines)
+
+
+def test_retrain_without_enough_labels_fails_and_changes_nothing(tmp_path):
+    world = make_world(tmp_path, labelled=0.2, min_labelled_rows=2000)
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+    assert outcome.outcome == "failed" and outcome.version is None and outcome.run_id is None
+    assert "labelled rows" in outcome.reason and "at least 2000" in outcome.reason
+    assert aliases(world.config, "loans") == {"champion": "1"}
+
+
+def test_retrain_without_a_champion_says_how_to_get_one(tmp_path):
+    model = model_config("loans", tmp_path / "logs" / "*.parquet")
+    config = Config(mlflow=MLflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path)), models=[model])
+    outcome = run_retrain(config, model, TRIGGER, now=NOW)
+    assert outcome.outcome == "failed" and "driftd adopt" in outcome.reason
+
+
+def test_retrain_on_a_single_class_window_fails_with_the_reason(tmp_path):
+    world = make_world(tmp_path)
+    frame = make_loans(3000, seed=9, start=NOW - timedelta(days=2), first_id=5_000_000).assign(**{TARGET: 1})
+    for old in world.logs.glob("*.parquet"):
+        old.unlink()
+    write_log(world.logs, world.champion, frame)
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+    assert outcome.outcome == "failed" and "at least two classes" in outcome.reason
+    assert aliases(world.config, "loans") == {"champion": "1"}
+
+
+# --- against a real MLflow server -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> MlflowServer:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as running:
+        yield running
+
+
+def server_world(server: MlflowServer, root: Path, name: str, **options: Any) -> World:
+    # Artifacts go through the server (mlflow-artifacts:/), as with a remote production server.
+    return make_world(root, name, tracking_uri=server.url, artifact_root="mlflow-artifacts:/driftd", **options)
+
+
+@pytest.mark.integration
+def test_drift_retrain_promotes_a_compressed_champion(server, tmp_path):
+    world = server_world(server, tmp_path, "loans-promote", kind="forest", compression=["onnx", "prune"], max_quality_loss=0.02)
+    report = tmp_path / "check-42.html"
+    report.write_text("<html><body>drift report</body></html>")
+    trigger = Trigger("check-42", NOW - timedelta(hours=1), NOW, 0.625, "drift in 3 of the last 4 windows", report)
+
+    outcome = run_retrain(world.config, world.model, trigger, now=NOW)
+
+    assert outcome.outcome == "promoted", outcome.reason
+    assert outcome.version == "2"
+    assert outcome.variant == "onnx" or outcome.variant.startswith("prune")
+    assert outcome.compressed_size < outcome.original_size
+    assert outcome.compressed_p50_ms < outcome.original_p50_ms
+    assert aliases(world.config, "loans-promote") == {"champion": "2", "previous": "1"}
+
+    client = mlflow.MlflowClient(server.url)
+    parent = client.get_run(outcome.run_id)
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["driftd.check_id"] == "check-42" and tags["driftd.drift_share"] == "0.6250"
+    assert tags["driftd.config_hash"] == world.config.fingerprint() and len(tags["driftd.data_hash"]) == 16
+    assert tags["driftd.window_end"] == NOW.isoformat()
+    assert {"train", "compress", "evaluate"} <= set(child_runs(world.config, outcome.run_id))
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "driftd")}
+    assert artifacts == {"driftd/reference.parquet", "driftd/schema.json", "driftd/drift_report.html"}
+
+    version = client.get_model_version("loans-promote", "2")
+    assert version.tags["driftd.gate.improvement"].startswith("passed")
+    assert version.tags["driftd.gate.compression"].startswith("passed")
+    assert version.tags["driftd.compression"] == outcome.variant
+    assert float(version.tags["driftd.validation_score"]) == pytest.approx(outcome.challenger_score)
+    current = champion(world.config, world.model)
+    assert current.version == "2" and current.validation_score == pytest.approx(outcome.challenger_score)
+
+    reference, ref_version = load_reference(world.config, world.model)
+    assert ref_version == "2" and len(reference) == 3200 and PREDICTION in reference.columns
+
+    fresh = make_loans(1500, seed=21, drift=1.0)
+    served = mlflow.pyfunc.load_model("models:/loans-promote@champion").predict(fresh[FEATURES])
+    new_accuracy = accuracy_score(fresh[TARGET], served["prediction"])
+    assert new_accuracy > accuracy_score(fresh[TARGET], world.champion.predict(fresh[FEATURES])) + 0.1
+    uncompressed = mlflow.sklearn.load_model(current.sklearn_model_uri)
+    assert accuracy_score(fresh[TARGET], uncompressed.predict(fresh[FEATURES])) == pytest.approx(new_accuracy, abs=0.04)
+
+
+@pytest.mark.integration
+def test_a_challenger_that_is_not_better_enough_is_registered_but_not_promoted(server, tmp_path):
+    world = server_world(server, tmp_path, "loans-reject", min_improvement=0.5)
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+
+    assert outcome.outcome == "rejected" and outcome.version == "2"
+    assert "less than the required +0.5000" in outcome.reason
+    assert aliases(world.config, "loans-reject") == {"champion": "1", "challenger": "2"}
+    version = mlflow.MlflowClient(server.url).get_model_version("loans-reject", "2")
+    assert version.tags["driftd.gate.improvement"].startswith("failed")
+    assert "retrain.min_improvement" in version.tags["driftd.rejected_reason"]
+    assert champion(world.config, world.model).version == "1"
+    assert mlflow.MlflowClient(server.url).get_run(outcome.run_id).data.tags["driftd.outcome"] == "rejected"
+
+
+@pytest.mark.integration
+def test_server_outage_mid_retrain_leaves_the_champion_serving(server, tmp_path):
+    world = server_world(server, tmp_path, "loans-outage")
+
+    def stop_at_compression(line: str) -> None:
+        if line.startswith("compressing"):
+            server.stop()
+
+    try:
+        outcome: RetrainOutcome = run_retrain(world.config, world.model, TRIGGER, now=NOW, progress=stop_at_compression)
+    finally:
+        server.start()
+
+    assert outcome.outcome == "failed" and outcome.version is None
+    assert outcome.reason.startswith(f"MLflow at {server.url} is unreachable (connection refused) while compressing")
+    assert outcome.duration_seconds < 45  # bounded retries, not minutes of back-off
+    assert aliases(world.config, "loans-outage") == {"champion": "1"}
+
+    rerun = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+    assert rerun.outcome == "promoted", rerun.reason
+    assert aliases(world.config, "loans-outage") == {"champion": "2", "previous": "1"}
+    interrupted = mlflow.MlflowClient(server.url).get_run(outcome.run_id)
+    assert interrupted.info.status == "FAILED"  # closed by the rerun: the UI shows no phantom RUNNING retrain
