@@ -10,12 +10,8 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.config import ConfigError, load_config
+from monitor.exits import FAILURE, OK, USAGE, Failure
 
-OK, DRIFT, USAGE, FAILURE = 0, 1, 2, 3
-
-
-class Failure(Exception):
-    """A runtime failure with a message for the user (exit 3)."""
 
 
 def _timestamp(text: str) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from monitor.cli import DRIFT, FAILURE, OK, Failure
+from monitor.exits import DRIFT, FAILURE, OK, Failure
 from monitor.config import Config
 from monitor.logs import log_context, setup_logging
 from monitor.render import check_report, table

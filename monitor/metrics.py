@@ -176,6 +176,9 @@ class Metrics:
                 self._retrains.labels(model, outcome)
             for kind in SOURCE_ERROR_KINDS:
                 self._source_errors.labels(model, kind)
+            # Empty histograms too: increase() over the first retrain needs a zero sample before it.
+            self._retrain_duration.labels(model)
+            self._check_duration.labels(model)
         return series
 
     def _per_model_metrics(self) -> list[Counter | Gauge | Histogram]:

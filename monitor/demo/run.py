@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from monitor.cli import FAILURE, OK
+from monitor.exits import FAILURE, OK
 from monitor.config import Config, ModelConfig, load_config
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config

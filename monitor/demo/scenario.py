@@ -23,7 +23,8 @@ class Timeline:
     max_seconds: float = 150.0
 
     def scaled(self, speed: float) -> "Timeline":
-        return Timeline(self.window / speed, self.rows_per_second, self.label_delay / speed, self.baseline_windows,
+        # Same rows per window at any speed, so the statistics and the retrain see the same data.
+        return Timeline(self.window / speed, self.rows_per_second * speed, self.label_delay / speed, self.baseline_windows,
                         self.max_seconds / speed)
 
 

@@ -183,10 +183,17 @@ def start_prometheus(
     evaluation_interval: str = "1s",
 ) -> Iterator[str]:
     """Run Prometheus scraping scrape_targets ("host:port") as job `driftd`; yield its base URL."""
+    config = prometheus_config(scrape_targets, rule_files, alertmanager_url, scrape_interval, evaluation_interval)
+    with start_prometheus_with(config, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def start_prometheus_with(config: dict[str, Any], tmp_path: Path) -> Iterator[str]:
+    """Run Prometheus with a whole prometheus.yml given as a dict; yield its base URL."""
     workdir = Path(tmp_path) / "prometheus"
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / "prometheus.yml"
-    config = prometheus_config(scrape_targets, rule_files, alertmanager_url, scrape_interval, evaluation_interval)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     binary = find_binary("prometheus")
 

@@ -1,0 +1,7 @@
+"""Exit codes of the `driftd` command, and the error that ends a command with code 3."""
+
+OK, DRIFT, USAGE, FAILURE = 0, 1, 2, 3
+
+
+class Failure(Exception):
+    """A runtime failure with a message for the user (exit 3)."""

@@ -1,0 +1,119 @@
+"""`driftd check` end to end on files: what a user sees, and the exit code a CI job gates on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitor.check import Inputs, WindowSpec, run_check
+from monitor.config import load_config
+from monitor.reference import References
+from monitor.results import CheckStatus, Watermark
+from monitor.sources import open_source
+from tests.support.data import CATEGORICAL, NUMERICAL, predictions
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _setup(tmp_path: Path, *, shift: float = 0.0, rows: int = 20_000, extra: dict | None = None) -> Path:
+    predictions(5000, seed=1).to_parquet(tmp_path / "reference.parquet", index=False)
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    start = NOW - timedelta(minutes=50)
+    predictions(rows, seed=2, start=start, every=timedelta(minutes=45) / rows, shift=shift).to_parquet(logs / "part-0.parquet", index=False)
+    model = {
+        "name": "churn", "reference": "reference.parquet",
+        "source": {"type": "files", "path": "logs/*.parquet"},
+        "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
+                    "target": "target", "numerical": NUMERICAL, "categorical": CATEGORICAL},
+        "task": "binary_classification", **(extra or {}),
+    }
+    path = tmp_path / "driftd.yaml"
+    path.write_text(yaml.safe_dump({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}, "models": [model]}))
+    return path
+
+
+def _driftd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def test_clean_window_prints_table_and_exits_0(tmp_path):
+    run = _driftd("check", "-c", str(_setup(tmp_path)), "--model", "churn")
+    assert run.returncode == 0, run.stderr
+    assert "feature" in run.stdout and "wasserstein" in run.stdout and "jensenshannon" in run.stdout
+    assert run.stdout.strip().splitlines()[-1].startswith("OK:")
+    assert not (tmp_path / "mlflow.db").exists(), "a check must not create an MLflow store as a side effect"
+
+
+def test_shifted_window_exits_1_and_json_names_the_drifted_features(tmp_path):
+    run = _driftd("check", "-c", str(_setup(tmp_path, shift=1.5)), "--model", "churn", "--json")
+    assert run.returncode == 1, run.stderr
+    result = json.loads(run.stdout)
+    assert result["status"] == "drift" and result["dataset_drifted"] is True
+    drifted = {f["feature"] for f in result["features"] if f["drifted"]}
+    assert {"age", "income", "score"} <= drifted
+    assert result["rows"] == 20_000 and result["quality"]["labelled_rows"] > 0
+
+
+def test_missing_column_is_a_runtime_failure_naming_it(tmp_path):
+    config = _setup(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["models"][0]["columns"]["numerical"].append("tenure")
+    config.write_text(yaml.safe_dump(raw))
+    run = _driftd("check", "-c", str(config), "--model", "churn")
+    assert run.returncode == 3
+    assert "tenure" in run.stdout + run.stderr and "Traceback" not in run.stderr
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    config = _setup(tmp_path)
+    (tmp_path / "logs" / "part-1.parquet").write_bytes(b"PAR1 this is not parquet")
+    run = _driftd("check", "-c", str(config), "--model", "churn")
+    assert run.returncode == 3
+    assert "part-1.parquet" in run.stdout + run.stderr and "Traceback" not in run.stderr
+
+
+def test_unknown_model_and_bad_time_are_usage_errors(tmp_path):
+    config = _setup(tmp_path)
+    assert _driftd("check", "-c", str(config), "--model", "nope").returncode == 2
+    assert _driftd("check", "-c", str(config), "--model", "churn", "--since", "yesterday").returncode == 2
+
+
+def test_insufficient_rows_keep_the_watermark_and_join_the_next_window(tmp_path):
+    config = load_config(_setup(tmp_path, rows=300, extra={"window": {"size": "1h", "min_rows": 500}}))
+    model = config.model("churn")
+    inputs = Inputs(model, open_source(model.source, model.columns), None)
+    reference = References(config).get(model).prepared
+    first = run_check(inputs, reference, WindowSpec(after=Watermark(NOW - timedelta(hours=2), -1)), now=NOW).result
+    assert first.status is CheckStatus.INSUFFICIENT_DATA and first.watermark is None
+    assert "kept for the next window" in first.message
+    predictions(400, seed=3, start=NOW - timedelta(minutes=4), every=timedelta(milliseconds=100), first_id=10_000).to_parquet(
+        tmp_path / "logs" / "part-1.parquet", index=False)
+    # From a watermark in the last hour the window reaches now: the 300 kept rows plus 400 new.
+    second = run_check(inputs, reference, WindowSpec(after=Watermark(NOW - timedelta(minutes=55), -1)), now=NOW).result
+    assert second.status in (CheckStatus.OK, CheckStatus.DRIFT) and second.rows == 700
+
+
+def test_catching_up_after_an_outage_checks_one_window_size_at_a_time(tmp_path):
+    config = load_config(_setup(tmp_path, rows=6000, extra={"window": {"size": "10m", "min_rows": 100}}))
+    model = config.model("churn")
+    inputs = Inputs(model, open_source(model.source, model.columns), None)
+    reference = References(config).get(model).prepared
+    # The rows start 50 minutes ago: the first window is stretched to min_rows, the rest are 10 minutes.
+    watermark, seen = Watermark(NOW - timedelta(hours=1), -1), 0
+    for n in range(10):
+        result = run_check(inputs, reference, WindowSpec(after=watermark), now=NOW).result
+        if result.watermark is None:
+            break
+        assert n == 0 or result.window_end - result.window_start <= timedelta(minutes=10)
+        seen += result.rows
+        watermark = result.watermark
+    assert seen == 6000
