@@ -84,7 +84,7 @@ def main() -> None:
         started = time.monotonic()
         try:
             while True:
-                done = daemon.metrics_checks_total("small") if hasattr(daemon, "metrics_checks_total") else len(daemon.store.recent_checks("small", args.checks + 10))
+                done = len(daemon.store.recent_checks("small", args.checks + 10))
                 if done >= min(marks, default=args.checks + 1):
                     rows.append((done, time.monotonic() - started, rss_mib()))
                     marks = {m for m in marks if m > done}

@@ -85,6 +85,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def _exactly_one(model: BaseModel, first: str, second: str, hint: str = "") -> None:
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(f"give exactly one of {first}{hint} or {second}")
+
+
 def _read_secret_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -100,8 +105,7 @@ class SecretURL(Strict):
 
     @model_validator(mode="after")
     def _one_url(self) -> "SecretURL":
-        if (self.url is None) == (self.url_file is None):
-            raise ValueError("give exactly one of url or url_file")
+        _exactly_one(self, "url", "url_file")
         return self
 
     def resolved_url(self) -> str:
@@ -130,8 +134,7 @@ class SqlSource(SecretURL):
 
     @model_validator(mode="after")
     def _table_or_query(self) -> "SqlSource":
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of table or query")
+        _exactly_one(self, "table", "query")
         return self
 
 
@@ -175,8 +178,7 @@ class Schedule(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> "Schedule":
-        if (self.every is None) == (self.cron is None):
-            raise ValueError("give exactly one of every or cron")
+        _exactly_one(self, "every", "cron")
         if self.cron is not None:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -291,7 +293,9 @@ class ModelConfig(Strict):
 class MLflowConfig(Strict):
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
-    artifact_root: str = "mlartifacts"
+    # Where experiments driftd creates keep their artifacts. Default: `mlartifacts` beside the
+    # config for a local store; the server's own default (None) for an http(s) tracking server.
+    artifact_root: str | None = None
 
 
 class BasicAuth(Strict):
@@ -301,8 +305,7 @@ class BasicAuth(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> "BasicAuth":
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("give exactly one of password (from ${VAR}) or password_file")
+        _exactly_one(self, "password", "password_file", hint=" (from ${VAR})")
         return self
 
     def resolved_password(self) -> str:
@@ -466,9 +469,11 @@ def _absolutize(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     mlflow["tracking_uri"] = fix_url(mlflow.get("tracking_uri", "sqlite:///mlflow.db"))
     if mlflow.get("registry_uri"):
         mlflow["registry_uri"] = fix_url(mlflow["registry_uri"])
-    root = str(mlflow.get("artifact_root", "mlartifacts"))
-    if "://" not in root:
-        mlflow["artifact_root"] = str((base / root).resolve())
+    root = mlflow.get("artifact_root")
+    if root is None and not str(mlflow["tracking_uri"]).startswith(("http://", "https://")):
+        root = "mlartifacts"
+    if root is not None and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", str(root)):  # a path, not a URI
+        mlflow["artifact_root"] = str((base / str(root)).resolve())
     for model in raw.get("models") or []:
         if not isinstance(model, dict):
             continue

@@ -67,8 +67,10 @@ def experiment_name(model: ModelConfig) -> str:
     return f"driftd/{model.name}"
 
 
-def artifact_location(config: Config, model: ModelConfig) -> str:
-    return f"{config.mlflow.artifact_root.rstrip('/')}/{model.name}"
+def artifact_location(config: Config, model: ModelConfig) -> str | None:
+    """None lets a tracking server use its own artifact store (`--artifacts-destination`)."""
+    root = config.mlflow.artifact_root
+    return f"{root.rstrip('/')}/{model.name}" if root else None
 
 
 def ensure_experiment(client: MlflowClient, config: Config, model: ModelConfig) -> str:

@@ -401,3 +401,22 @@ def test_promstack_reports_a_failed_start_with_the_servers_log(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)prometheus did not become ready.*exited with 1.*unclosed left parenthesis"):
         with start_prometheus([], [bad], None, tmp_path):
             pass
+
+
+# --- the shipped driftd configurations ------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["compose", "k8s"])
+def test_shipped_driftd_configs_pass_driftd_validate(tmp_path, source):
+    """The configs the stack mounts must load with the real schema (given their env)."""
+    if source == "compose":
+        text = (REPO / "deploy" / "driftd.compose.yaml").read_text()
+    else:
+        text = yaml.safe_load((REPO / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]["driftd.yaml"]
+    config = tmp_path / "driftd.yaml"
+    config.write_text(text)
+    env = {**os.environ, "POSTGRES_PASSWORD": "pw", "DRIFTD_STATE_URL": "postgresql+psycopg://driftd:pw@db/driftd",
+           "PREDICTIONS_DB_URL": "postgresql+psycopg://reader@db/predictions"}
+    proc = subprocess.run([sys.executable, "-m", "monitor.cli", "validate", "-c", str(config)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("OK")
