@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import load_config  # noqa: E402
 from monitor.daemon import Daemon  # noqa: E402
+from monitor.logs import setup_logging  # noqa: E402
 from tests.support.data import CATEGORICAL, NUMERICAL, predictions  # noqa: E402
 
 
@@ -72,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
+        setup_logging("WARNING")
         config = load_config(write_config(directory, args.interval))
         stop = threading.Event()
         feed = threading.Thread(target=writer, args=(f"sqlite:///{directory / 'logs.db'}", stop, args.interval / 2), daemon=True)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import httpx
@@ -44,6 +44,9 @@ class AlertEvent:
     severity: Severity = "warning"
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     runbook: str | None = None
+    # How long a firing alert stays valid without being re-posted (Alertmanager's endsAt);
+    # None leaves it to Alertmanager's resolve_timeout, which is shorter than slow schedules.
+    valid_for: timedelta | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -305,6 +308,8 @@ def alertmanager_payload(event: AlertEvent, started: datetime, generator_url: st
     alert: dict[str, Any] = {"labels": event.labels, "annotations": annotations, "startsAt": _iso(started)}
     if event.status == "resolved":
         alert["endsAt"] = _iso(max(event.at, started))
+    elif event.valid_for is not None:
+        alert["endsAt"] = _iso(event.at + event.valid_for)
     if generator_url:
         alert["generatorURL"] = generator_url
     return [alert]

@@ -159,7 +159,8 @@ def _measure_quality(inputs: Inputs, end: datetime, now: datetime) -> tuple[Qual
         frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))
         frame = attach_labels(frame, inputs.labels, cols)
         return (compute_quality(frame, model) if not frame.empty else None), None
-    except (SourceError, QualityError) as exc:
-        # Drift results stand on their own; quality is reported missing, with the reason.
+    except (SourceError, QualityError, ValueError) as exc:
+        # Drift results stand on their own; quality is reported missing, with the reason
+        # (sklearn raises plain ValueError for e.g. an infinite probability).
         log.warning("quality skipped for %s: %s", model.name, exc)
         return None, str(exc)

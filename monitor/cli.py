@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--reference", type=Path, help="reference file (Parquet/CSV/JSONL) instead of the champion's")
     command("retrain", "retrain, recompress and gate the model now", model=True)
     command("status", "models, champion versions and last checks")
+    command("skip-window", "record the model's next window as skipped and move past it (for rows that cannot be checked)", model=True)
     promote = command("promote", "make a registered version the champion", model=True)
     promote.add_argument("--version", required=True, dest="model_version")
     command("rollback", "give the champion alias back to the previous champion", model=True)
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         return FAILURE
     except KeyboardInterrupt:
         return FAILURE
+    except Exception as exc:  # a bug or an unforeseen error: still exit 3, never 1 ("drift")
+        import traceback
+
+        traceback.print_exc()
+        print(f"driftd: unexpected {type(exc).__name__}: {exc} (please report this with the traceback above)", file=sys.stderr)
+        return FAILURE
 
 
 def _indent(text: str) -> str:
@@ -87,7 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return OK
     from monitor import commands
 
-    handler = getattr(commands, f"cmd_{args.command}")
+    handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
     return handler(config, args)
 
 

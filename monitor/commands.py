@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import uuid
+from datetime import datetime, timezone
 
 from monitor.exits import DRIFT, FAILURE, OK, Failure
 from monitor.config import Config
 from monitor.logs import log_context, setup_logging
 from monitor.render import check_report, table
-from monitor.results import CheckStatus
+from monitor.results import CheckResult, CheckStatus
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
@@ -26,7 +28,11 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         inputs = Inputs(model, open_source(model.source, model.columns), labels)
     except (ReferenceError, SourceError) as exc:
         raise Failure(str(exc)) from None
-    result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=args.until)).result
+    until = args.until or datetime.now(timezone.utc) - model.window.lateness
+    try:
+        result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until)).result
+    finally:
+        _close(inputs)
     print(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
@@ -54,7 +60,11 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     if job is None:
         raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
     store.update_retrain_job(job.job_id, status="running")
-    outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: print(f"  {line}", flush=True))
+    try:
+        outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: print(f"  {line}", flush=True))
+    except BaseException as exc:  # Ctrl-C or a bug: never leave the job blocking later retrains
+        store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=f"interrupted: {type(exc).__name__}")
+        raise
     status = "failed" if outcome.outcome == "failed" else "succeeded"
     store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
     print(f"{outcome.outcome.upper()}: {outcome.reason}")
@@ -67,13 +77,14 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from monitor.reference import registry_exists
     from retrain.registry import champion
 
     store = _store(config)
     rows = []
     for model in config.models:
         try:
-            current = champion(config, model)
+            current = champion(config, model) if registry_exists(config) else None
             version = current.version if current else "none"
         except Exception as exc:  # status must still show the state store when MLflow is down
             version = f"unavailable ({type(exc).__name__})"
@@ -88,6 +99,35 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,
         ))
     print(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain"), rows))
+    return OK
+
+
+def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
+    """A window whose rows cannot be checked holds its model; an operator moves past it, on the record."""
+    from monitor.check import Inputs, WindowSpec, read_window
+    from monitor.sources import open_source, watermark_of
+    from monitor.sources.base import SourceError
+
+    model = config.model(args.model)
+    store = _store(config)
+    now = datetime.now(timezone.utc)
+    try:
+        inputs = Inputs(model, open_source(model.source, model.columns), None)
+        try:
+            spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness)
+            frame, start, end = read_window(inputs, spec, now)
+        finally:
+            _close(inputs)
+    except SourceError as exc:
+        raise Failure(f"{exc} (a file that cannot be read must be repaired or moved; skipping needs readable rows)") from None
+    mark = watermark_of(frame, model.columns)
+    if mark is None:
+        print(f"nothing to skip: no rows of {model.name} after its watermark")
+        return OK
+    message = f"skipped with `driftd skip-window`: {len(frame)} rows not checked"
+    store.record_check(CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
+                                   window_start=start, window_end=end, rows=len(frame), watermark=mark, message=message))
+    print(f"{model.name}: {message}; the next window starts after {mark.timestamp.isoformat()} (id {mark.id})")
     return OK
 
 
@@ -116,6 +156,12 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
     print(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
     return OK
+
+
+def _close(inputs) -> None:
+    for source in (inputs.source, inputs.labels):
+        if source is not None:
+            source.close()
 
 
 def _registry_call(fn, *args, **kwargs):

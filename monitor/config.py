@@ -193,6 +193,9 @@ class Window(Strict):
     size: Duration = timedelta(hours=1)
     min_rows: int = Field(default=500, ge=1)
     max_rows: int | None = Field(default=200_000, ge=1)
+    # Rows committed after their own timestamp (buffered writers, long transactions) would land
+    # behind the watermark; a window ends `lateness` before now so they are still read.
+    lateness: Duration = timedelta(0)
     # Labels arrive late, so quality is measured on the labelled rows of a longer trailing span.
     quality_span: Duration | None = Field(default=None, description="default: 4 x size")
 
@@ -284,6 +287,13 @@ class ModelConfig(Strict):
         unknown = sorted(set(self.drift.columns) - known)
         if unknown:
             raise ValueError(f"drift.columns names {unknown}, which are not features of this model")
+        for column, method in self.drift.columns.items():
+            kind = "categorical" if column in self.columns.categorical else "numerical"
+            if column == self.columns.prediction and self.task != "regression":
+                kind = "categorical"  # a classifier's predicted label
+            if method.method not in DRIFT_METHODS[kind]:
+                raise ValueError(f"drift.columns.{column}.method {method.method!r} does not apply to the {kind} column "
+                                 f"{column!r}; use one of {sorted(DRIFT_METHODS[kind])}")
         return self
 
 

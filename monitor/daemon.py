@@ -28,6 +28,7 @@ log = logging.getLogger("driftd.daemon")
 
 DRIFT_ALERT = "DriftdDatasetDrift"
 STOP_GRACE_SECONDS = 8.0  # SIGTERM must end the process within 10 s
+MAX_CATCH_UP = 20  # windows per tick when behind; bounded so one model cannot hog its thread forever
 
 
 class Daemon:
@@ -86,6 +87,10 @@ class Daemon:
         if self._server is not None:
             self._server.stop()
         if clean:
+            for inputs in self._inputs.values():
+                for source in (inputs.source, inputs.labels):
+                    if source is not None:
+                        source.close()
             self.store.close()
         log.info("driftd stopped%s", "" if clean else " (a check was still running; its window will be redone)")
 
@@ -113,7 +118,7 @@ class Daemon:
             self._active += 1
         try:
             with log_context(model=model.name):
-                return self._tick(model)
+                return self._catch_up(model)
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
             self.metrics.publish_check(_failed(model, "internal error; see the daemon log"))
@@ -122,6 +127,16 @@ class Daemon:
             with self._active_lock:
                 self._active -= 1
                 self._active_lock.notify_all()
+
+    def _catch_up(self, model: ModelConfig) -> CheckResult:
+        """Check windows back to back while they end before the live edge: after an outage
+        the backlog shrinks by up to MAX_CATCH_UP windows per tick instead of one."""
+        for _ in range(MAX_CATCH_UP):
+            result = self._tick(model)
+            behind = result.status in (CheckStatus.OK, CheckStatus.DRIFT) and result.window_end < _until(model, result.started_at)
+            if not behind or self._stop.is_set():
+                break
+        return result
 
     def _tick(self, model: ModelConfig) -> CheckResult:
         now = datetime.now(timezone.utc)
@@ -141,7 +156,8 @@ class Daemon:
             self._publish(model, result, loaded.champion)
             log.error("source unusable: %s", exc)
             return result
-        checked = run_check(inputs, loaded.prepared, WindowSpec(after=self.store.watermark(model.name)), now=now)
+        spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now))
+        checked = run_check(inputs, loaded.prepared, spec, now=now)
         result = checked.result
         set_check_id(result.check_id)
         self.store.record_check(result)
@@ -155,8 +171,13 @@ class Daemon:
         from monitor.sources import open_source
 
         if model.name not in self._inputs:
-            labels = open_source(model.labels, model.columns) if model.labels else None
-            self._inputs[model.name] = Inputs(model, open_source(model.source, model.columns), labels)
+            source = open_source(model.source, model.columns)
+            try:
+                labels = open_source(model.labels, model.columns) if model.labels else None
+            except SourceError:
+                source.close()
+                raise
+            self._inputs[model.name] = Inputs(model, source, labels)
         return self._inputs[model.name]
 
     def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
@@ -218,7 +239,9 @@ class Daemon:
         summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
                    if firing else f"{model.name}: drift resolved")
         event = AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
-                           description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now)
+                           description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,
+                           runbook=f"driftd check -c <config> --model {model.name}; see the Model detail dashboard",
+                           valid_for=timedelta(seconds=3 * _trigger(model)[1]))
         # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
         self.notifier.notify(event, model.alerts)
 
@@ -273,6 +296,11 @@ def _trigger(model: ModelConfig):
     first = cron.get_next_fire_time(None, datetime.now(timezone.utc))
     second = cron.get_next_fire_time(first, first + timedelta(seconds=1))
     return cron, (second - first).total_seconds()
+
+
+def _until(model: ModelConfig, now: datetime) -> datetime:
+    # Rows may be committed a little after their timestamp; the lateness keeps them in play.
+    return now - model.window.lateness
 
 
 def _history_depth(model: ModelConfig) -> int:

@@ -41,27 +41,44 @@ class RetrainHandoff:
             self._futures.discard(future)
 
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
-        from retrain import run_retrain
-
         with log_context(model=model.name, check_id=trigger.check_id or "-"):
-            self._store.update_retrain_job(job.job_id, status="running")
-            log.info("retrain %s started: %s", job.job_id, trigger.reason)
             try:
-                outcome = run_retrain(self._config, model, trigger, progress=lambda line: log.info("retrain: %s", line))
-            except Exception as exc:  # run_retrain reports failures itself; this is the last line of defence
+                self._store.update_retrain_job(job.job_id, status="running")
+                log.info("retrain %s started: %s", job.job_id, trigger.reason)
+                outcome = self._retrain(model, trigger)
+                status = "failed" if outcome.outcome == "failed" else "succeeded"
+                self._store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason,
+                                               run_id=outcome.run_id, version=outcome.version)
+            except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
                 log.exception("retrain %s crashed", job.job_id)
-                self._store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=f"crashed: {exc}")
+                self._mark_failed(job, f"crashed: {exc}")
                 self._metrics.retrain_finished(model.name, "failed", 0.0)
                 return
-            status = "failed" if outcome.outcome == "failed" else "succeeded"
-            self._store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
-            self._metrics.retrain_finished(model.name, outcome.outcome, outcome.duration_seconds)
+            finally:
+                if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go
+                    trigger.drift_report.unlink(missing_ok=True)
+            self._publish(model, outcome)
+            log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
+
+    def _retrain(self, model: ModelConfig, trigger):
+        from retrain import run_retrain
+
+        return run_retrain(self._config, model, trigger, progress=lambda line: log.info("retrain: %s", line))
+
+    def _mark_failed(self, job: RetrainJob, reason: str) -> None:
+        try:
+            self._store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=reason)
+        except Exception:  # the store itself is down: a restart's recovery marks the job
+            log.exception("could not record the failure of retrain %s", job.job_id)
+
+    def _publish(self, model: ModelConfig, outcome) -> None:
+        self._metrics.retrain_finished(model.name, outcome.outcome, outcome.duration_seconds)
+        if outcome.outcome == "promoted" and outcome.version:
+            # Sizes describe the champion: a rejected challenger's would mislead the dashboard.
+            self._metrics.champion(model.name, outcome.version)
             if outcome.compressed_size:
                 self._metrics.model_size(model.name, "original", outcome.original_size or 0)
                 self._metrics.model_size(model.name, "compressed", outcome.compressed_size)
-            if outcome.outcome == "promoted" and outcome.version:
-                self._metrics.champion(model.name, outcome.version)
-            log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
 
     def shutdown(self, wait: bool) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -73,3 +73,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
     # Third-party chatter (MLflow, alembic, urllib3) would drown the one-line-per-event log.
     for noisy in ("alembic", "urllib3", "mlflow", "apscheduler", "httpx", "evidently", "numexpr"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # "skipped: maximum number of running instances reached" is APScheduler doing what driftd
+    # asks (no overlapping checks of one model); at WARNING it would fill the log of a busy model.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

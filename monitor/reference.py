@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ def read_table(path: Path) -> pd.DataFrame:
     """Read a reference file: Parquet, CSV or JSON lines, by extension."""
     suffix = path.suffix.lower()
     try:
-        if suffix == ".parquet":
+        if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix == ".csv":
             return pd.read_csv(path)
@@ -58,7 +59,8 @@ class References:
         self._config = config
         self._override = override
         self._cache: dict[str, Loaded] = {}
-        self._lock = threading.Lock()
+        # One lock per model: preparing one model's reference must not stall the others' checks.
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
 
     def get(self, model: ModelConfig) -> Loaded:
         path = self._override or None
@@ -76,7 +78,7 @@ class References:
         return self._cached(model, version, None, lambda: read_table(Path(path)))
 
     def _champion(self, model: ModelConfig) -> Champion | None:
-        if _embedded_store_missing(self._config.mlflow.registry_uri or self._config.mlflow.tracking_uri):
+        if not registry_exists(self._config):
             return None  # nothing registered yet; creating the store would cost seconds for nothing
         from retrain.registry import champion
 
@@ -105,7 +107,7 @@ class References:
         from monitor.drift import DriftError, prepare_reference
         from monitor.validate import InputError, validate_reference
 
-        with self._lock:
+        with self._locks[model.name]:
             cached = self._cache.get(model.name)
             if cached is not None and cached.prepared.version == version:
                 return cached
@@ -119,5 +121,7 @@ class References:
             return loaded
 
 
-def _embedded_store_missing(uri: str) -> bool:
-    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
+def registry_exists(config: Config) -> bool:
+    """False for an embedded (SQLite) registry whose file was never created: no champion yet."""
+    uri = config.mlflow.registry_uri or config.mlflow.tracking_uri
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()

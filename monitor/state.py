@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -145,7 +146,10 @@ watermarks = sa.Table(
     "watermarks",
     metadata,
     sa.Column("model", sa.String(200), primary_key=True),
-    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("ts", UTCDateTime, nullable=False),  # for people; microseconds
+    # Nanoseconds since the epoch: Parquet timestamps carry them, and a watermark cut to
+    # microseconds would hand the window's last rows to the next window again.
+    sa.Column("ts_ns", sa.BigInteger, nullable=False),
     sa.Column("id", sa.Text, nullable=False),  # JSON, so an int id comes back as int
     sa.Column("check_id", sa.String(200), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -364,8 +368,8 @@ class StateStore:
 
     def watermark(self, model: str) -> Watermark | None:
         with self._tx() as conn:
-            row = conn.execute(sa.select(watermarks.c.ts, watermarks.c.id).where(watermarks.c.model == model)).first()
-        return None if row is None else Watermark(row.ts, json.loads(row.id))
+            row = conn.execute(sa.select(watermarks.c.ts_ns, watermarks.c.id).where(watermarks.c.model == model)).first()
+        return None if row is None else Watermark(pd.Timestamp(row.ts_ns, unit="ns", tz="UTC"), json.loads(row.id))
 
     def record_check(self, result: CheckResult) -> None:
         """Store the check and, if it carries one, its new watermark — all or nothing.
@@ -530,7 +534,9 @@ class StateStore:
         return dialect.insert(table)
 
     def _upsert_watermark(self, conn: Connection, model: str, mark: Watermark, check_id: str) -> None:
-        values = {"model": model, "ts": mark.timestamp, "id": json.dumps(mark.id, default=_plain), "check_id": check_id, "updated_at": _now()}
+        stamp = pd.Timestamp(mark.timestamp)
+        values = {"model": model, "ts": stamp.to_pydatetime(warn=False), "ts_ns": stamp.value,
+                  "id": json.dumps(mark.id, default=_plain), "check_id": check_id, "updated_at": _now()}
         stmt = self._insert(watermarks).values(values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["model"], set_={k: stmt.excluded[k] for k in values if k != "model"}))
 

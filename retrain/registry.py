@@ -172,17 +172,13 @@ def _reference_file(model: ModelConfig) -> tuple[pd.DataFrame, str]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A Parquet or CSV file (by extension) as a frame, or a RegistryError naming the file."""
-    readers = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise RegistryError(f"reference file {path}: unknown format {path.suffix!r}; use .parquet or .csv")
+    """A reference file (Parquet, CSV, JSON lines) as a frame, or a RegistryError naming the file."""
+    from monitor.reference import ReferenceError, read_table as read_reference
+
     try:
-        return reader(path)
-    except FileNotFoundError:
-        raise RegistryError(f"reference file {path} does not exist") from None
-    except Exception as exc:  # pyarrow and the csv parser raise many types for a corrupt file
-        raise RegistryError(f"cannot read reference file {path}: {exc}") from None
+        return read_reference(path)
+    except ReferenceError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -253,9 +249,12 @@ def move_champion(client: MlflowClient, name: str, version: str) -> None:
         _call(client.set_registered_model_alias, name, PREVIOUS, str(current.version))
     _call(client.set_model_version_tag, name, version, "driftd.promoted_at", _now())
     _call(client.set_registered_model_alias, name, CHAMPION, version)  # last: the switch itself
-    challenger = _by_alias(client, name, CHALLENGER)
-    if challenger is not None and str(challenger.version) == version:
-        _call(client.delete_registered_model_alias, name, CHALLENGER)
+    try:  # tidying after the switch: a failure here must not report the promotion as failed
+        challenger = _by_alias(client, name, CHALLENGER)
+        if challenger is not None and str(challenger.version) == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    except Exception as exc:
+        log.warning("version %s of %s is champion, but its old challenger alias stays: %s", version, name, describe(exc))
 
 
 def mark_rejected(client: MlflowClient, name: str, version: str) -> None:

@@ -117,3 +117,40 @@ def test_catching_up_after_an_outage_checks_one_window_size_at_a_time(tmp_path):
         seen += result.rows
         watermark = result.watermark
     assert seen == 6000
+
+
+def test_a_window_that_cannot_be_checked_holds_until_skipped_on_the_record(tmp_path):
+    from monitor.state import StateStore
+
+    config_path = _setup(tmp_path, rows=400, extra={"window": {"size": "1h", "min_rows": 100}})
+    bad = predictions(400, seed=2, start=NOW - timedelta(minutes=50), every=timedelta(seconds=5))
+    bad["age"] = float("nan")
+    bad.to_parquet(tmp_path / "logs" / "part-0.parquet", index=False)
+    raw = yaml.safe_load(config_path.read_text())
+    raw["state_url"] = f"sqlite:///{tmp_path / 'state.db'}"
+    config_path.write_text(yaml.safe_dump(raw))
+    config = load_config(config_path)
+    model = config.model("churn")
+    store = StateStore(config.state_url)
+    store.migrate()
+    inputs = Inputs(model, open_source(model.source, model.columns), None)
+    reference = References(config).get(model).prepared
+
+    for _ in range(2):  # the same window fails the same way: it is held, not skipped
+        result = run_check(inputs, reference, WindowSpec(after=store.watermark("churn")), now=NOW).result
+        store.record_check(result)
+        assert result.status is CheckStatus.ERROR and "age" in result.message
+        assert store.watermark("churn") is None
+
+    run = _driftd("skip-window", "-c", str(config_path), "--model", "churn")
+    assert run.returncode == 0, run.stderr
+    assert "400 rows not checked" in run.stdout
+    assert store.watermark("churn").id == 399
+    skipped = store.recent_checks("churn", 1)[0]
+    assert skipped.status is CheckStatus.ERROR and "skip-window" in skipped.message
+
+    predictions(200, seed=3, start=NOW - timedelta(minutes=3), every=timedelta(milliseconds=500), first_id=400).to_parquet(
+        tmp_path / "logs" / "part-1.parquet", index=False)
+    after = run_check(inputs, reference, WindowSpec(after=store.watermark("churn")), now=NOW).result
+    assert after.status in (CheckStatus.OK, CheckStatus.DRIFT) and after.rows == 200
+    store.close()

@@ -393,3 +393,20 @@ def test_two_stores_on_one_sqlite_file_do_not_lock_each_other_out(tmp_path) -> N
     assert len(cli.recent_checks("churn", 1000)) == 60
     daemon.close()
     cli.close()
+
+
+def test_watermark_keeps_nanoseconds(tmp_path):
+    # Parquet timestamps carry nanoseconds; a watermark cut to microseconds would re-read rows.
+    import pandas as pd
+
+    from monitor.results import CheckResult, CheckStatus, Watermark
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    stamp = pd.Timestamp("2026-01-02T03:04:05.123456789Z")
+    result = CheckResult(check_id="c1", model="m", status=CheckStatus.OK, started_at=stamp.to_pydatetime(warn=False),
+                         window_start=None, window_end=stamp.to_pydatetime(warn=False), watermark=Watermark(stamp, 7))
+    store.record_check(result)
+    mark = store.watermark("m")
+    assert pd.Timestamp(mark.timestamp).value == stamp.value and mark.id == 7
+    store.close()

@@ -337,7 +337,7 @@ def _id_literal(value: str | int, kind: pa.DataType, name: str) -> pa.Scalar:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise SourceError(
             f"watermark id {value!r} does not fit id column {name!r} of type {kind}; "
-            "did the id column change type? reset the model's watermark",
+            "did the id column change type? convert the ids back, or move the model past these rows with `driftd skip-window`",
             kind="schema",
         ) from None
 
