@@ -234,7 +234,6 @@ def log_onnx_model(result: Any, name: str, numerical: Sequence[str], categorical
 
     if result.onnx_model is None:
         raise ValueError(f"nothing to log: {result.reason}")
-    columns = [*numerical, *categorical]
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, code_path = Path(tmp, "model.onnx"), Path(tmp, "driftd_onnx_pyfunc.py")
         onnx_path.write_bytes(result.onnx_model.SerializeToString())

@@ -7,7 +7,6 @@ the demo just runs short windows at a high row rate.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone

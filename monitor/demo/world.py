@@ -10,7 +10,6 @@ Everything is a pure function of its arguments: same seed, same frame.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
