@@ -133,7 +133,9 @@ class Daemon:
         the backlog shrinks by up to MAX_CATCH_UP windows per tick instead of one."""
         for _ in range(MAX_CATCH_UP):
             result = self._tick(model)
-            behind = result.status in (CheckStatus.OK, CheckStatus.DRIFT) and result.window_end < _until(model, result.started_at)
+            # A full window behind, not merely the jitter between a tick and the window's end.
+            backlog = _until(model, result.started_at) - result.window_end
+            behind = result.status in (CheckStatus.OK, CheckStatus.DRIFT) and backlog >= model.window.size
             if not behind or self._stop.is_set():
                 break
         return result
@@ -212,17 +214,39 @@ class Daemon:
         alert = self.store.alert_state(model.name, DRIFT_ALERT)
         firing = bool(alert and alert.firing)
         history = self.store.recent_checks(model.name, _history_depth(model))
-        decision = decide(
-            model.policy, model.retrain, history, alert_firing=firing,
-            jobs=self.store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1))),
-            champion_score=champion.validation_score if champion else None,
-            primary_metric=champion.primary_metric if champion else None,
-            now=now, labelled_rows=None,
-        )
+
+        def decision_with(labelled_rows: int | None):
+            return decide(
+                model.policy, model.retrain, history, alert_firing=firing,
+                jobs=self.store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1))),
+                champion_score=champion.validation_score if champion else None,
+                primary_metric=champion.primary_metric if champion else None,
+                now=now, labelled_rows=labelled_rows,
+            )
+
+        decision = decision_with(None)
+        if decision.retrain:  # rare: only then is counting the training window's labels worth a read
+            decision = decision_with(self._labelled_rows(model, now))
         self.store.record_decision(model.name, result.check_id, _action(decision), "; ".join(decision.reasons))
         self._alert(model, result, decision, firing, now)
         if decision.retrain:
             self._retrain(model, result, snapshot, "; ".join(decision.reasons))
+
+    def _labelled_rows(self, model: ModelConfig, now: datetime) -> int | None:
+        """Labelled rows a retrain starting now would train on; None when they cannot be counted."""
+        from monitor.labels import attach_labels
+        from monitor.sources.base import WindowQuery
+
+        cols, inputs = model.columns, self._inputs_for(model)
+        if not cols.target:
+            return 0
+        wanted = (cols.timestamp, cols.id) if inputs.labels is not None else (cols.timestamp, cols.id, cols.target)
+        try:
+            frame = inputs.source.read(WindowQuery(wanted, until=now, since=now - model.retrain.training_window))
+            return int(attach_labels(frame, inputs.labels, cols)[cols.target].notna().sum())
+        except SourceError as exc:
+            log.warning("could not count labelled rows for the retrain gate: %s", exc)
+            return None
 
     def _alert(self, model: ModelConfig, result: CheckResult, decision, firing: bool, now: datetime) -> None:
         from monitor.alerts import AlertEvent

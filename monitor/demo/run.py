@@ -81,6 +81,7 @@ class DemoRun:
         jobs_seen: dict[str, str] = {}
         shift_at: datetime | None = None
         finished_after: int | None = None
+        verdicts = 0  # windows that reached a verdict (not waiting for rows)
         deadline = time.monotonic() + self.timeline.max_seconds
         while time.monotonic() < deadline:
             if production.error is not None:
@@ -89,7 +90,8 @@ class DemoRun:
             for check in checks:
                 shown.add(check.check_id)
                 say(_check_line(len(shown), check))
-            if shift_at is None and len(shown) >= self.timeline.baseline_windows:
+            verdicts += sum(c.status.value in ("ok", "drift") for c in checks)
+            if shift_at is None and verdicts >= self.timeline.baseline_windows:
                 shift_at = production.shift(1.0)
                 say("[3/4] >>> covariate shift + concept change injected: poorer applicants, other regions, "
                     "and young/business borrowers now default far more")
@@ -98,9 +100,9 @@ class DemoRun:
                     jobs_seen[job.job_id] = job.status
                     say(f"      retrain job {job.job_id[:8]}: {job.status}{f' ({job.outcome}: {job.reason})' if job.outcome else ''}")
                     if job.status in ("succeeded", "failed") and finished_after is None:
-                        finished_after = len(shown)
+                        finished_after = verdicts
             # After the retrain, a few windows show the new champion's reference in use.
-            if finished_after is not None and len(shown) >= finished_after + 4:
+            if finished_after is not None and verdicts >= finished_after + 4:
                 return shift_at
             time.sleep(0.2)
         say("      (time limit reached)")

@@ -19,7 +19,7 @@ class Timeline:
     window: float = 4.0
     rows_per_second: float = 250.0
     label_delay: float = 3.0
-    baseline_windows: int = 6
+    baseline_windows: int = 5
     max_seconds: float = 150.0
 
     def scaled(self, speed: float) -> "Timeline":
@@ -39,9 +39,9 @@ def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
         "defaults": {
             "schedule": {"every": window},
             "window": {"size": window, "min_rows": 200, "max_rows": 200_000, "quality_span": f"{6 * timeline.window:.3f}s"},
-            "policy": {"alert_after": "2 of 3", "resolve_after": 3, "retrain_after": "3 of 3", "quality_drop": 0.05,
+            "policy": {"alert_after": "2 of 3", "resolve_after": 3, "retrain_after": "3 of 3", "quality_drop": 0.1,
                        "cooldown": f"{20 * timeline.window:.3f}s", "max_retrains_per_day": 2},
-            "retrain": {"training_window": f"{2.5 * timeline.window:.3f}s", "min_labelled_rows": 800,
+            "retrain": {"training_window": f"{2 * timeline.window:.3f}s", "min_labelled_rows": 800,
                         "compression": ["onnx", "prune", "quantize"], "max_quality_loss": 0.015, "min_improvement": 0.0},
         },
         "models": [{
