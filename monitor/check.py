@@ -52,11 +52,7 @@ class Inputs:
 
 
 def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]:
-    cols = model.columns
-    wanted = [cols.timestamp, cols.id, cols.prediction, cols.probability, *cols.features]
-    if labels is None and cols.target:
-        wanted.append(cols.target)
-    return tuple(dict.fromkeys(c for c in wanted if c))
+    return model.columns.to_read(target=labels is None)
 
 
 def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
@@ -112,7 +108,7 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
     except (InputError, DriftError) as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
-    quality, quality_note = _measure_quality(inputs, end, now)
+    quality, quality_note = _measure_quality(inputs, end)
     result = replace(
         result,
         rows_used=len(sample),
@@ -144,16 +140,14 @@ def _finish(result: CheckResult, clock: float, *, status: CheckStatus, message: 
     return replace(result, status=status, message=message, details=merged, watermark=watermark, duration_seconds=time.perf_counter() - clock)
 
 
-def _measure_quality(inputs: Inputs, end: datetime, now: datetime) -> tuple[Quality | None, str | None]:
+def _measure_quality(inputs: Inputs, end: datetime) -> tuple[Quality | None, str | None]:
     """Quality on the labelled rows of the trailing quality span; labels arrive late."""
     from monitor.quality import QualityError, compute_quality
 
     model, cols = inputs.model, inputs.model.columns
     if not cols.target:
         return None, None
-    wanted = tuple(dict.fromkeys(c for c in (cols.timestamp, cols.id, cols.prediction, cols.probability) if c))
-    if inputs.labels is None:
-        wanted = (*wanted, cols.target)
+    wanted = cols.to_read(features=False, target=inputs.labels is None)
     since = end - model.window.effective_quality_span
     try:
         frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))

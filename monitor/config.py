@@ -171,6 +171,13 @@ class Columns(Strict):
     def features(self) -> list[str]:
         return self.numerical + self.categorical
 
+    def to_read(self, *, features: bool = True, target: bool = False) -> tuple[str, ...]:
+        """The prediction-log columns to read, in a stable order and without duplicates;
+        `target` when the labels are logged with the predictions rather than joined later."""
+        wanted = [self.timestamp, self.id, self.prediction, self.probability, *(self.features if features else ())]
+        wanted.append(self.target if target else None)
+        return tuple(dict.fromkeys(c for c in wanted if c))
+
 
 class Schedule(Strict):
     every: Duration | None = None

@@ -240,7 +240,7 @@ class Daemon:
         cols, inputs = model.columns, self._inputs_for(model)
         if not cols.target:
             return 0
-        wanted = (cols.timestamp, cols.id) if inputs.labels is not None else (cols.timestamp, cols.id, cols.target)
+        wanted = cols.to_read(features=False, target=inputs.labels is None)
         try:
             frame = inputs.source.read(WindowQuery(wanted, until=now, since=now - model.retrain.training_window))
             return int(attach_labels(frame, inputs.labels, cols)[cols.target].notna().sum())

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from monitor.config import NOfM, Policy, RetrainOptions
+from monitor.quality import quality_drop
 from monitor.results import CheckStatus
 from monitor.state import CheckRecord, RetrainJob
 
 # Metrics where a smaller value is better; every other metric (accuracy, f1, roc_auc, r2, …)
 # is taken as higher-is-better.
-LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "mape", "log_loss", "logloss", "brier", "brier_score", "median_absolute_error"})
 
 _COUNTABLE = (CheckStatus.OK, CheckStatus.DRIFT)
 _BUDGET_PERIOD = timedelta(hours=24)
@@ -100,7 +100,10 @@ def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float |
         return _Quality(False, f"quality not compared: no recent window has labelled rows for {metric}")
     if champion is None:
         return _Quality(False, f"quality not compared: the champion has no recorded validation {metric}")
-    drop = current - champion if metric in LOWER_IS_BETTER else champion - current
+    try:
+        drop = quality_drop(champion, current, metric)
+    except ValueError as exc:  # a primary metric driftd does not compute
+        return _Quality(False, f"quality not compared: {exc}")
     dropped = drop > policy.quality_drop
     verdict = "quality dropped" if dropped else "quality ok"
     sign = ">" if dropped else "<="

@@ -105,21 +105,15 @@ def _read_window(model: ModelConfig, since: datetime, until: datetime) -> pd.Dat
     from monitor.sources.base import WindowQuery
 
     cols = model.columns
-    wanted = [cols.timestamp, cols.id, cols.prediction, *cols.features]
-    if cols.probability:
-        wanted.append(cols.probability)
-    if model.labels is None:
-        wanted.append(cols.target)  # labels live in the prediction log itself
     source = open_source(model.source, cols)
     labels = open_source(model.labels, cols) if model.labels is not None else None
     try:
-        window = source.read(WindowQuery(columns=tuple(dict.fromkeys(wanted)), until=until, since=since))
+        window = source.read(WindowQuery(columns=cols.to_read(target=model.labels is None), until=until, since=since))
         return attach_labels(_validated(window, model), labels, cols)
     finally:
         for opened in (source, labels):
-            close = getattr(opened, "close", None)  # SQL sources hold a connection pool
-            if close is not None:
-                close()
+            if opened is not None:  # SQL sources hold a connection pool
+                opened.close()
 
 
 def _validated(window: pd.DataFrame, model: ModelConfig) -> pd.DataFrame:
