@@ -42,7 +42,10 @@ def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
             "policy": {"alert_after": "2 of 3", "resolve_after": 3, "retrain_after": "3 of 3", "quality_drop": 0.1,
                        "cooldown": f"{20 * timeline.window:.3f}s", "max_retrains_per_day": 2},
             "retrain": {"training_window": f"{2 * timeline.window:.3f}s", "min_labelled_rows": 800,
-                        "compression": ["onnx", "prune", "quantize"], "max_quality_loss": 0.015, "min_improvement": 0.0},
+                        # ONNX conversion only: the demo's holdout (~300 rows) is too small to tell a
+                        # pruned forest's real loss from noise (see retrain.compress), and the demo
+                        # must show a champion that is better, not one that got lucky on 300 rows.
+                        "compression": ["onnx"], "max_quality_loss": 0.015, "min_improvement": 0.0},
         },
         "models": [{
             "name": MODEL,
