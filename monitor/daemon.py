@@ -58,7 +58,7 @@ class Daemon:
 
         for job in self.store.recover_interrupted_jobs():
             log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
-            self.metrics.retrain_finished(job.model, "failed", 0.0)
+            self.metrics.retrain_finished(job.model, "failed", None)
         self._server = self._start_server()
         # One thread per model: a slow model never delays the others.
         self._scheduler = BackgroundScheduler(

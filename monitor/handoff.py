@@ -52,7 +52,7 @@ class RetrainHandoff:
             except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
                 log.exception("retrain %s crashed", job.job_id)
                 self._mark_failed(job, f"crashed: {exc}")
-                self._metrics.retrain_finished(model.name, "failed", 0.0)
+                self._metrics.retrain_finished(model.name, "failed", None)
                 return
             finally:
                 if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go

@@ -271,12 +271,14 @@ class Metrics:
                     self._alerts.labels(model, channel, other)
             self._alerts.labels(model, channel, outcome).inc()
 
-    def retrain_finished(self, model: str, outcome: str, duration_s: float) -> None:
+    def retrain_finished(self, model: str, outcome: str, duration_s: float | None) -> None:
+        """duration_s None: the retrain's length is unknown (e.g. interrupted by a restart)."""
         _check_label("outcome", outcome, RETRAIN_OUTCOMES)
         with self._lock:
             self._series(model)
             self._retrains.labels(model, outcome).inc()
-            self._retrain_duration.labels(model).observe(max(duration_s, 0.0))
+            if duration_s is not None:
+                self._retrain_duration.labels(model).observe(max(duration_s, 0.0))
 
     def champion(self, model: str, version: str | None) -> None:
         """Exactly one driftd_champion_info series per model (none when it has no champion)."""

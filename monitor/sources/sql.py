@@ -43,7 +43,11 @@ class SqlLogSource:
 
     def __init__(self, cfg: SqlSource, columns: Columns) -> None:
         try:
-            url = make_url(cfg.resolved_url())
+            text = cfg.resolved_url()
+        except ValueError as exc:  # an unreadable url_file: the message names the file, not a secret
+            raise SourceError(f"source.url_file: {exc}", kind="unreachable") from None
+        try:
+            url = make_url(text)
         except (ArgumentError, ValueError):
             # The parse error would echo the URL, password included.
             raise SourceError(
