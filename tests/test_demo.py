@@ -54,7 +54,9 @@ def test_demo_detects_the_shift_retrains_and_promotes_a_better_compressed_champi
     assert metrics["challenger_score"] > metrics["champion_score"]
 
     # Independently of the pipeline's own holdout: fresh post-shift data, both served models.
+    # Both URIs: an earlier test in this process may have pointed MLflow's registry elsewhere.
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     fresh = make_loans(4000, seed=2024, drift=1.0)
     old = mlflow.pyfunc.load_model("models:/loans/1").predict(fresh[FEATURES])["prediction"]
     new = mlflow.pyfunc.load_model("models:/loans@champion").predict(fresh[FEATURES])["prediction"]

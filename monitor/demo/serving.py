@@ -31,12 +31,14 @@ class Serving:
 
     def _refresh(self) -> None:
         import mlflow
+
         from retrain.registry import champion
+        from retrain.tracking import connect
 
         current = champion(self._config, self._model)
         if current is None or current.version == self._version:
             return
-        mlflow.set_tracking_uri(self._config.mlflow.tracking_uri)
+        connect(self._config)  # the model URI resolves against the process-wide registry URI
         self._pyfunc = mlflow.pyfunc.load_model(f"models:/{self._model.mlflow_name}@champion")
         self._version = current.version
 
