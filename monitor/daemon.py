@@ -141,7 +141,6 @@ class Daemon:
         return result
 
     def _tick(self, model: ModelConfig) -> CheckResult:
-        now = datetime.now(timezone.utc)
         try:
             loaded = self.references.get(model)
         except ReferenceError as exc:
@@ -158,6 +157,9 @@ class Daemon:
             self._publish(model, result, loaded.champion)
             log.error("source unusable: %s", exc)
             return result
+        # The window's end is taken only now, after the (possibly slow) reference preparation,
+        # so it is as close as possible to the moment the rows are read.
+        now = datetime.now(timezone.utc)
         spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now))
         checked = run_check(inputs, loaded.prepared, spec, now=now)
         result = checked.result
