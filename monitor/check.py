@@ -50,6 +50,12 @@ class Inputs:
     source: Source
     labels: Source | None
 
+    def close(self) -> None:
+        """Release the sources' connections (SQL sources hold a pool)."""
+        for source in (self.source, self.labels):
+            if source is not None:
+                source.close()
+
 
 def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]:
     return model.columns.to_read(target=labels is None)

@@ -32,7 +32,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     try:
         result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until)).result
     finally:
-        _close(inputs)
+        inputs.close()
     print(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
@@ -117,7 +117,7 @@ def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
             spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness)
             frame, start, end = read_window(inputs, spec, now)
         finally:
-            _close(inputs)
+            inputs.close()
     except SourceError as exc:
         raise Failure(f"{exc} (a file that cannot be read must be repaired or moved; skipping needs readable rows)") from None
     mark = watermark_of(frame, model.columns)
@@ -156,12 +156,6 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
     print(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
     return OK
-
-
-def _close(inputs) -> None:
-    for source in (inputs.source, inputs.labels):
-        if source is not None:
-            source.close()
 
 
 def _registry_call(fn, *args, **kwargs):

@@ -44,6 +44,7 @@ class Daemon:
         self.notifier = Notifier(config.alerts.channels, self.metrics)
         self.handoff = RetrainHandoff(config, self.store, self.metrics)
         self._inputs: dict[str, Inputs] = {}
+        self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
         self._stop = threading.Event()
         self._active = 0
         self._active_lock = threading.Condition()
@@ -68,6 +69,7 @@ class Daemon:
         )
         for model in self.config.models:
             trigger, interval = _trigger(model)
+            self._intervals[model.name] = interval
             self.metrics.register_model(model.name, interval, channels=model.alerts)
             self._scheduler.add_job(self.tick, trigger, args=[model], id=model.name, name=model.name,
                                     next_run_time=datetime.now(timezone.utc))
@@ -88,9 +90,7 @@ class Daemon:
             self._server.stop()
         if clean:
             for inputs in self._inputs.values():
-                for source in (inputs.source, inputs.labels):
-                    if source is not None:
-                        source.close()
+                inputs.close()
             self.store.close()
         log.info("driftd stopped%s", "" if clean else " (a check was still running; its window will be redone)")
 
@@ -267,7 +267,7 @@ class Daemon:
         event = AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
                            description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,
                            runbook=f"driftd check -c <config> --model {model.name}; see the Model detail dashboard",
-                           valid_for=timedelta(seconds=3 * _trigger(model)[1]))
+                           valid_for=timedelta(seconds=3 * (self._intervals.get(model.name) or _trigger(model)[1])))
         # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
         self.notifier.notify(event, model.alerts)
 

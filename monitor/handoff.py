@@ -7,7 +7,6 @@ from two at once; the state store already refuses a second job for the same mode
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from monitor.config import Config, ModelConfig
@@ -22,23 +21,9 @@ class RetrainHandoff:
     def __init__(self, config: Config, store: StateStore, metrics: Metrics) -> None:
         self._config, self._store, self._metrics = config, store, metrics
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
-        self._futures: set[Future] = set()
-        self._lock = threading.Lock()
 
     def submit(self, job: RetrainJob, model: ModelConfig, trigger) -> Future:
-        future = self._pool.submit(self._run, job, model, trigger)
-        with self._lock:
-            self._futures.add(future)
-        future.add_done_callback(self._forget)
-        return future
-
-    def busy(self) -> bool:
-        with self._lock:
-            return bool(self._futures)
-
-    def _forget(self, future: Future) -> None:
-        with self._lock:
-            self._futures.discard(future)
+        return self._pool.submit(self._run, job, model, trigger)
 
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):

@@ -20,6 +20,7 @@ from tests.support.promstack import (
     annotation_queries,
     panel_queries,
     promql_metric_names,
+    walk_panels,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +34,6 @@ def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from walk_panels(panel.get("panels") or [])
 
 
 def walk_datasources(node: Any) -> Iterator[Any]:

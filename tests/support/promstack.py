@@ -249,10 +249,10 @@ def _normalise(substitutions: dict[str, str]) -> dict[str, str]:
     return {**DEFAULT_SUBSTITUTIONS, **given}
 
 
-def _walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for panel in panels:
         yield panel
-        yield from _walk_panels(panel.get("panels") or [])  # collapsed rows nest their panels
+        yield from walk_panels(panel.get("panels") or [])  # collapsed rows nest their panels
 
 
 def panel_queries(dashboard: dict[str, Any], substitutions: dict[str, str]) -> list[tuple[str, str]]:
@@ -264,7 +264,7 @@ def panel_queries(dashboard: dict[str, Any], substitutions: dict[str, str]) -> l
     subs = _normalise(substitutions)
     return [
         (panel.get("title", ""), substitute(target["expr"], subs))
-        for panel in _walk_panels(dashboard.get("panels", []))
+        for panel in walk_panels(dashboard.get("panels", []))
         for target in panel.get("targets", [])
         if target.get("expr")
     ]
