@@ -70,6 +70,8 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     print(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
         print(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
+    for gate in outcome.gates:
+        print(f"  gate {gate.name} {gate.verdict}: {gate.detail}")
     if outcome.compressed_size:
         print(f"  size {outcome.original_size} -> {outcome.compressed_size} bytes ({outcome.variant}); "
               f"single-row p50 {_num(outcome.original_p50_ms)} -> {_num(outcome.compressed_p50_ms)} ms")

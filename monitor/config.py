@@ -257,6 +257,11 @@ class RetrainOptions(Strict):
     compression: list[Strategy] = ["onnx", "prune", "quantize"]
     max_quality_loss: float = Field(default=0.01, ge=0)
     min_improvement: float = 0.0
+    # Gates decide on one-sided bounds at this confidence (paired bootstrap on the holdout).
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    # Below this many holdout rows a lossy variant (pruned, quantized) may not serve:
+    # bench/gates.py measures the bootstrap bound passing too often on smaller holdouts.
+    min_holdout_rows: int = Field(default=1000, ge=1)
     enabled: bool = True
 
 

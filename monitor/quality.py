@@ -80,7 +80,7 @@ def _classification(scored: pd.DataFrame, model: ModelConfig) -> dict[str, float
     from sklearn import metrics as skm
 
     columns = model.columns
-    y_true, y_pred = _same_label_type(scored[columns.target], scored[columns.prediction], columns.target, columns.prediction)
+    y_true, y_pred = comparable_labels(scored[columns.target], scored[columns.prediction], columns.target, columns.prediction)
     labels = np.union1d(y_true.unique(), y_pred.unique())
     binary = model.task == "binary_classification"
     if binary and len(labels) > 2:
@@ -114,7 +114,7 @@ def _roc_auc(scored: pd.DataFrame, y_true: pd.Series, positive: object, probabil
     return float(skm.roc_auc_score(is_positive, score[known].to_numpy()))
 
 
-def _same_label_type(y_true: pd.Series, y_pred: pd.Series, target: str, prediction: str) -> tuple[pd.Series, pd.Series]:
+def comparable_labels(y_true: pd.Series, y_pred: pd.Series, target: str, prediction: str) -> tuple[pd.Series, pd.Series]:
     """Labels compared as numbers when both columns are numeric (1 == 1.0), else as strings."""
     numeric = pd.api.types.is_numeric_dtype
     if numeric(y_true) and numeric(y_pred):

@@ -1,18 +1,27 @@
 """Recompression stage of the retrain pipeline.
 
-``compress`` turns a fitted scikit-learn model into measured ONNX variants and picks the
-smallest one whose primary metric on the HOLDOUT stays within ``max_quality_loss`` of the
-uncompressed model (accuracy for classification, -RMSE for regression: higher is better).
+``compress`` turns a fitted scikit-learn model into measured ONNX variants and CHOOSES the
+one to serve using VALIDATION rows only. It never sees the gate's holdout: the choice is
+tested afterwards, once, on rows it was not made on (``retrain.evaluate.gate_compression``).
+A variant chosen on the holdout and gated on the same holdout could not fail its gate.
+
+The validation rows are split in two seeded halves (``selection_split``):
+- BUILD: what pruning decisions are fitted on (greedy tree order, stage and column curves);
+- SELECT: every variant is measured there (quality on the model's primary metric, agreement
+  with the sklearn model, latency); the chosen variant is the smallest whose upper confidence
+  bound of loss against the uncompressed model (paired bootstrap, ``retrain.bounds``) stays
+  within ``max_quality_loss``. Greedy selection overfits the rows it ran on (FACTS: validation
+  -0.04 pt, test -1.8 pt), so the rows that judge a ladder are not the rows that built it.
 
 Strategies, by model family (every variant is an ONNX graph; the plain conversion is
 always built, it is the fallback and the base of int8):
-- ``onnx``: skl2onnx conversion of the whole pipeline, checked against sklearn.
-- ``prune``: forests -> greedy forward selection of trees on VALIDATION, optionally after
-  cost-complexity pruning of every tree; boosting -> fewer stages; linear models ->
-  drop the input columns whose coefficients are smallest (zeroed coefficients alone
-  would not shrink a dense ONNX tensor). Each family offers a ladder of candidates: the
-  smallest model within 0, 1/4 and 1/2 of the loss budget on VALIDATION (selection
-  overfits validation, so it gets only half the budget); the gate uses the HOLDOUT.
+- ``onnx``: skl2onnx conversion of the whole pipeline, checked against sklearn. When it
+  agrees with the sklearn model it is *lossless*: it may serve whatever the holdout size.
+- ``prune``: forests -> greedy forward selection of trees, optionally after cost-complexity
+  pruning of every tree; boosting -> fewer stages; linear models -> drop the input columns
+  whose coefficients are smallest (zeroed coefficients alone would not shrink a dense ONNX
+  tensor). Each family offers a ladder of candidates: the smallest model within 0, 1/4 and
+  1/2 of the loss budget on the BUILD rows.
 - ``quantize``: onnxruntime int8 dynamic quantization where the graph has MatMul/Gemm
   (MLPs); tree and linear ONNX-ML graphs are skipped with the reason.
 """
@@ -23,7 +32,7 @@ import copy
 import pickle
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -39,23 +48,26 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (FunctionTransformer, MaxAbsScaler, MinMaxScaler, OneHotEncoder,
                                    RobustScaler, StandardScaler)
 
+from retrain import bounds
 from retrain.onnx_model import (ML_OPSET, TARGET_OPSET, NotQuantizable, check_convertible,
                                 column_pipeline, feeds, log_onnx_model, onnx_predict,
                                 quantize_int8, run, session, to_onnx_model)
 
-__all__ = ["Variant", "Skipped", "CompressionResult", "compress", "check_convertible",
+__all__ = ["Variant", "Skipped", "CompressionResult", "compress", "selection_split", "check_convertible",
            "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
 
 TASKS = ("binary_classification", "multiclass_classification", "regression")
 STRATEGIES = ("onnx", "prune", "quantize")
-# Share of holdout rows on which an ONNX graph must agree with its sklearn source. Not 100%:
+# Share of rows on which an ONNX graph must agree with its sklearn source. Not 100%:
 # ONNX compares float32 inputs with float32 split thresholds, so a row whose feature sits on a
 # threshold may take the other branch; a broken conversion disagrees on far more than 1%.
 FIDELITY = 0.99
 BOUNDARY = 0.02  # probability gap under which a row sits on the decision boundary
 CCP_FACTORS = (2e-4, 6e-4)  # ccp_alpha as a fraction of the mean root impurity of the trees
 MAX_GREEDY = 128  # trees a greedy selection may pick
-MAX_PRUNE_ROWS = 20_000  # validation rows used to choose what to prune
+FOREST_SHARES = (0.5, 0.25)  # shares of the greedily ordered trees offered as rungs
+MAX_PRUNE_ROWS = 20_000  # build rows used to choose what to prune
+BUILD_SHARE = 0.5  # of the validation rows, the rest select
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 BOOSTERS = (GradientBoostingClassifier, GradientBoostingRegressor,
             HistGradientBoostingClassifier, HistGradientBoostingRegressor)
@@ -64,8 +76,8 @@ _ELEMENTWISE = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, Simple
 
 @dataclass(frozen=True)
 class Variant:
-    """One measured model. ``quality`` is higher-is-better (accuracy, or -RMSE);
-    ``metric_value`` is what a person reads (RMSE positive)."""
+    """One measured model, on the SELECT rows. ``quality`` is higher-is-better (the primary
+    metric, errors negated); ``metric_value`` is what a person reads (RMSE positive)."""
 
     name: str
     size_bytes: int
@@ -74,14 +86,18 @@ class Variant:
     batch10k_ms: float
     quality: float
     agreement: float  # vs the uncompressed model: label agreement, or share within 1e-3 std
-    passed: bool
+    passed: bool  # selectable: agrees with its source, loss bound within budget on SELECT rows
     note: str = ""
     max_abs_diff: float = 0.0  # vs the uncompressed model: probabilities, or values
     metric: str = "accuracy"
+    loss_bound: float = 0.0  # upper confidence bound of the loss vs the uncompressed model
+    lossless: bool = False  # the plain conversion, agreeing with the sklearn model
 
     @property
     def metric_value(self) -> float:
-        return -self.quality if self.metric == "rmse" else self.quality
+        from monitor.quality import higher_is_better
+
+        return self.quality if higher_is_better(self.metric) else -self.quality
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,23 @@ class CompressionResult:
     skipped: tuple[Skipped, ...] = ()
     classes: tuple | None = None  # class order of the probabilities output
     ml_opset: int = ML_OPSET
+    lossless_model: onnx.ModelProto | None = None  # the plain conversion, when it agrees with sklearn
+    build_rows: int = 0
+    select_rows: int = 0
+
+    @property
+    def lossless(self) -> Variant | None:
+        return next((v for v in self.variants if v.lossless), None) if self.lossless_model is not None else None
+
+    def serving(self, variant: Variant | None) -> "CompressionResult":
+        """This result with `variant` (the chosen or the lossless one; None: sklearn) serving."""
+        if variant is None:
+            return replace(self, chosen=None, onnx_model=None)
+        if self.chosen is not None and variant.name == self.chosen.name:
+            return self
+        if self.lossless is not None and variant.name == self.lossless.name:
+            return replace(self, chosen=variant, onnx_model=self.lossless_model)
+        raise ValueError(f"{variant.name} is neither the chosen nor the lossless variant")
 
 
 @dataclass(frozen=True)
@@ -112,17 +145,19 @@ class _Candidate:
 
 
 @dataclass(frozen=True)
-class _Holdout:
+class _Rows:  # the SELECT rows every variant is measured on
     X: pd.DataFrame
     y: np.ndarray
     batch: pd.DataFrame
     single: np.ndarray  # row positions for single-row latency
     task: str
+    metric: str
     max_loss: float
+    confidence: float
 
 
 @dataclass(frozen=True)
-class _Reference:  # the uncompressed model on the holdout
+class _Reference:  # the uncompressed model on the SELECT rows
     variant: Variant
     pred: np.ndarray
     proba: np.ndarray | None
@@ -130,29 +165,44 @@ class _Reference:  # the uncompressed model on the holdout
 
 
 @dataclass(frozen=True)
-class _Validation:  # what pruning decisions are made on
+class _Validation:  # what pruning decisions are made on (the BUILD rows)
     model: Pipeline
     frame: pd.DataFrame
-    X: object  # validation after every step but the last
+    X: object  # build rows after every step but the last
     y: np.ndarray
     task: str
+    metric: str
     tolerances: tuple[float, ...]
 
 
-def compress(estimator: BaseEstimator, validation: pd.DataFrame, holdout: pd.DataFrame, *,
-             target: str, numerical: list[str], categorical: list[str], task: str,
-             strategies: Sequence[str], max_quality_loss: float, seed: int = 0,
-             latency_calls: int = 200, batch_rows: int = 10_000) -> CompressionResult:
-    """Measure the sklearn model and its ONNX variants on ``holdout``; choose the smallest
-    variant within ``max_quality_loss`` (absolute, on the primary metric). Never raises for
-    a model that cannot be converted or compressed: ``chosen`` is None and ``reason`` says why."""
+def selection_split(validation: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(BUILD, SELECT): a seeded random partition of the validation rows, BUILD_SHARE in BUILD.
+    Random rather than by time, so both halves are alike and a ladder judged on SELECT is
+    judged on rows like the ones that built it."""
+    order = np.random.default_rng(seed).permutation(len(validation))
+    cut = int(len(validation) * BUILD_SHARE)
+    return validation.iloc[np.sort(order[:cut])], validation.iloc[np.sort(order[cut:])]
+
+
+def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str, numerical: list[str],
+             categorical: list[str], task: str, strategies: Sequence[str], max_quality_loss: float,
+             metric: str | None = None, confidence: float = 0.95, seed: int = 0, latency_calls: int = 200,
+             batch_rows: int = 10_000) -> CompressionResult:
+    """Measure the sklearn model and its ONNX variants on validation rows only; choose the
+    smallest variant whose loss on ``metric`` (default: the task's primary metric) is within
+    ``max_quality_loss`` at ``confidence`` (see the module docstring). Never raises for a model
+    that cannot be converted or compressed: ``chosen`` is None and ``reason`` says why."""
+    from monitor.quality import PRIMARY_METRIC
+
+    metric = metric or PRIMARY_METRIC[task]
     columns = [*numerical, *categorical]
-    _check_arguments(estimator, validation, holdout, target, columns, task, strategies, max_quality_loss)
-    hold = _holdout(holdout, target, columns, task, max_quality_loss, seed, latency_calls, batch_rows)
-    ref = _measure_sklearn(estimator, hold)
+    _check_arguments(estimator, validation, target, columns, task, strategies, max_quality_loss, metric)
+    build, select = selection_split(validation, seed)
+    rows = _rows(select, target, columns, task, metric, max_quality_loss, confidence, seed, latency_calls, batch_rows)
+    ref = _measure_sklearn(estimator, rows)
     classes = tuple(_classes(estimator)) if task != "regression" else None
-    empty = dict(original=ref.variant, variants=(), chosen=None, onnx_model=None,
-                 target_opset=TARGET_OPSET, classes=classes)
+    empty = dict(original=ref.variant, variants=(), chosen=None, onnx_model=None, target_opset=TARGET_OPSET,
+                 classes=classes, build_rows=len(build), select_rows=len(select))
     if not strategies:
         return CompressionResult(**empty, reason="no compression strategy enabled")
     unconvertible = check_convertible(estimator, numerical, categorical)
@@ -165,22 +215,29 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, holdout: pd.Dat
                                  skipped=(base,))
     found: list[_Candidate | Skipped] = [base]
     if "prune" in strategies:
-        val = _validation(model, validation, target, columns, task, max_quality_loss, seed)
-        found += [c if isinstance(c, Skipped) else _convert(*c, numerical, categorical) for c in _prune(val)]
+        if len(build) == 0:
+            found.append(Skipped("prune", f"{len(validation)} validation row(s): too few to build pruned variants on"))
+        else:
+            val = _validation(model, build, target, columns, task, metric, max_quality_loss, seed)
+            found += [c if isinstance(c, Skipped) else _convert(*c, numerical, categorical) for c in _prune(val)]
     if "quantize" in strategies:
         found.append(_quantized(base))
-    variants = tuple(_measure_onnx(c, hold, ref) for c in found if isinstance(c, _Candidate))
+    variants = tuple(_measure_onnx(c, rows, ref) for c in found if isinstance(c, _Candidate))
     skipped = tuple(s for s in found if isinstance(s, Skipped))
     chosen = _choose(variants)
-    graph = next((c.onnx_model for c in found if isinstance(c, _Candidate) and chosen and c.name == chosen.name), None)
-    return CompressionResult(ref.variant, variants, chosen, graph, TARGET_OPSET,
-                             _reason(ref.variant, variants, chosen, max_quality_loss), skipped, classes)
+    graphs = {c.name: c.onnx_model for c in found if isinstance(c, _Candidate)}
+    lossless = next((v for v in variants if v.lossless), None)
+    return CompressionResult(
+        ref.variant, variants, chosen, graphs[chosen.name] if chosen else None, TARGET_OPSET,
+        _reason(ref.variant, variants, chosen, rows), skipped, classes,
+        lossless_model=graphs[lossless.name] if lossless else None, build_rows=len(build), select_rows=len(select),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- arguments
 
 
-def _check_arguments(estimator, validation, holdout, target, columns, task, strategies, max_loss) -> None:
+def _check_arguments(estimator, validation, target, columns, task, strategies, max_loss, metric) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     unknown = sorted(set(strategies) - set(STRATEGIES))
@@ -188,12 +245,13 @@ def _check_arguments(estimator, validation, holdout, target, columns, task, stra
         raise ValueError(f"unknown compression strategies {unknown}; known: {list(STRATEGIES)}")
     if max_loss < 0:
         raise ValueError(f"max_quality_loss must be >= 0, got {max_loss}")
-    for label, frame in (("validation", validation), ("holdout", holdout)):
-        missing = [c for c in [*columns, target] if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{label} frame lacks columns {missing}")
-        if frame.empty:
-            raise ValueError(f"{label} frame is empty")
+    if not bounds.supported(metric):
+        raise ValueError(f"cannot compress on metric {metric!r}: choose accuracy, rmse or mae")
+    missing = [c for c in [*columns, target] if c not in validation.columns]
+    if missing:
+        raise ValueError(f"validation frame lacks columns {missing}")
+    if len(validation) < 2:
+        raise ValueError(f"validation frame has {len(validation)} row(s); compression needs at least 2")
     if (task == "regression") == is_classifier(estimator):
         raise ValueError(f"task {task!r} does not match estimator {type(estimator).__name__}")
 
@@ -203,21 +261,15 @@ def _classes(estimator: BaseEstimator) -> np.ndarray:
     return np.asarray(final.classes_)
 
 
-def _holdout(frame, target, columns, task, max_loss, seed, calls, batch_rows) -> _Holdout:
+def _rows(frame, target, columns, task, metric, max_loss, confidence, seed, calls, batch_rows) -> _Rows:
     rng = np.random.default_rng(seed)
     X = frame[columns]
     single = np.resize(rng.permutation(len(X)), calls)
     batch = X.iloc[np.resize(rng.permutation(len(X)), batch_rows)].reset_index(drop=True)
-    return _Holdout(X, frame[target].to_numpy(), batch, single, task, max_loss)
+    return _Rows(X, frame[target].to_numpy(), batch, single, task, metric, max_loss, confidence)
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def _quality(task: str, y: np.ndarray, pred: np.ndarray) -> float:
-    if task == "regression":
-        return -float(np.sqrt(np.mean((np.asarray(pred, dtype=float) - y) ** 2)))
-    return float(np.mean(np.asarray(pred) == y))
 
 
 def _agreement(task: str, ref: np.ndarray, pred: np.ndarray, tol: float) -> float:
@@ -246,66 +298,67 @@ def _batch_ms(call: Callable[[], object], repeats: int = 2) -> float:
     return best * 1e3
 
 
-def _measure_sklearn(estimator: BaseEstimator, hold: _Holdout) -> _Reference:
-    pred = estimator.predict(hold.X)
-    proba = estimator.predict_proba(hold.X) if hold.task != "regression" and hasattr(estimator, "predict_proba") else None
-    rows = [hold.X.iloc[[i]] for i in hold.single]
-    p50, p99 = _single_row_ms(lambda k: estimator.predict(rows[k]), len(rows))
-    batch = _batch_ms(lambda: estimator.predict(hold.batch))
+def _measure_sklearn(estimator: BaseEstimator, rows: _Rows) -> _Reference:
+    pred = estimator.predict(rows.X)
+    proba = estimator.predict_proba(rows.X) if rows.task != "regression" and hasattr(estimator, "predict_proba") else None
+    singles = [rows.X.iloc[[i]] for i in rows.single]
+    p50, p99 = _single_row_ms(lambda k: estimator.predict(singles[k]), len(singles))
+    batch = _batch_ms(lambda: estimator.predict(rows.batch))
     size = len(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
-    metric = "rmse" if hold.task == "regression" else "accuracy"
-    variant = Variant("sklearn", size, p50, p99, batch, _quality(hold.task, hold.y, pred), 1.0, True,
-                      "uncompressed (pickle size)", 0.0, metric)
-    tol = 1e-3 * max(float(np.std(pred)), 1e-9) if hold.task == "regression" else 0.0
+    quality = float(bounds.score(rows.metric, rows.y, pred))
+    variant = Variant("sklearn", size, p50, p99, batch, quality, 1.0, True, "uncompressed (pickle size)", 0.0, rows.metric)
+    tol = 1e-3 * max(float(np.std(pred)), 1e-9) if rows.task == "regression" else 0.0
     return _Reference(variant, np.asarray(pred), proba, tol)
 
 
-def _measure_onnx(cand: _Candidate, hold: _Holdout, ref: _Reference) -> Variant:
+def _measure_onnx(cand: _Candidate, rows: _Rows, ref: _Reference) -> Variant:
     sess = session(cand.onnx_model)
-    feed = feeds(sess, hold.X)
+    feed = feeds(sess, rows.X)
     pred, proba = run(sess, feed)
-    singles = [{name: value[i:i + 1] for name, value in feed.items()} for i in hold.single]
+    singles = [{name: value[i:i + 1] for name, value in feed.items()} for i in rows.single]
     p50, p99 = _single_row_ms(lambda k: sess.run(None, singles[k]), len(singles))
-    batch_feed = feeds(sess, hold.batch)
+    batch_feed = feeds(sess, rows.batch)
     batch = _batch_ms(lambda: sess.run(None, batch_feed))
-    quality = _quality(hold.task, hold.y, pred)
-    passed, note = _gate(cand, hold, ref, pred, quality)
-    diff = _max_abs_diff(ref, pred, proba)
+    quality = float(bounds.score(rows.metric, rows.y, pred))
+    loss = -bounds.paired_gain(rows.metric, rows.y, pred, ref.pred, confidence=rows.confidence).lower
+    passed, note, faithful = _check(cand, rows, ref, pred, loss)
     return Variant(cand.name, len(cand.onnx_model.SerializeToString()), p50, p99, batch, quality,
-                   _agreement(hold.task, ref.pred, pred, ref.tol), passed, note, diff, ref.variant.metric)
+                   _agreement(rows.task, ref.pred, pred, ref.tol), passed, note, _max_abs_diff(ref, pred, proba),
+                   rows.metric, loss, lossless=faithful and cand.name == "onnx")  # fmt: skip
 
 
 def _max_abs_diff(ref: _Reference, pred: np.ndarray, proba: np.ndarray | None) -> float:
     if ref.proba is not None and proba is not None and proba.shape == ref.proba.shape:
         return float(np.max(np.abs(proba - ref.proba)))
-    if ref.variant.metric == "rmse":
+    if ref.variant.metric != "accuracy":
         return float(np.max(np.abs(np.asarray(pred, dtype=float) - ref.pred)))
     return float("nan")
 
 
-def _gate(cand: _Candidate, hold: _Holdout, ref: _Reference, pred: np.ndarray, quality: float) -> tuple[bool, str]:
+def _check(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray, loss: float) -> tuple[bool, str, bool]:
+    """(selectable, note, agrees with its sklearn source)."""
     notes = [cand.note] if cand.note else []
     if cand.source is not None:
-        fidelity = _fidelity(cand, hold, ref, pred)
+        fidelity = _fidelity(cand, rows, ref, pred)
         if fidelity < FIDELITY:
-            return False, "; ".join(notes + [f"refused: ONNX agrees with its sklearn model on {fidelity:.2%} of holdout rows"])
-    loss = ref.variant.quality - quality
-    if loss > hold.max_loss + 1e-6 * abs(ref.variant.quality) + 1e-12:  # float32 rounding is no loss
-        return False, "; ".join(notes + [f"holdout loss {loss:.4f} > {hold.max_loss}"])
-    return True, "; ".join(notes)
+            return False, "; ".join(notes + [f"refused: ONNX agrees with its sklearn model on {fidelity:.2%} of rows"]), False
+    if loss > rows.max_loss + 1e-6 * abs(ref.variant.quality) + 1e-12:  # float32 rounding is no loss
+        bound = f"{rows.confidence:.0%} upper bound of loss {loss:.4f} > {rows.max_loss} on {len(rows.y)} selection rows"
+        return False, "; ".join(notes + [bound]), cand.source is not None
+    return True, "; ".join(notes), cand.source is not None
 
 
-def _fidelity(cand: _Candidate, hold: _Holdout, ref: _Reference, pred: np.ndarray) -> float:
-    """Share of holdout rows where the graph agrees with the sklearn model it came from.
+def _fidelity(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray) -> float:
+    """Share of rows where the graph agrees with the sklearn model it came from.
     A classifier row on the decision boundary (its two top sklearn probabilities within
     BOUNDARY) counts as agreeing: float32 preprocessing and sums may tip it either way, and
     a tree ensemble moves in steps of about 1/n_trees there."""
     plain = cand.name == "onnx"
-    source = ref.pred if plain else cand.source.predict(hold.X)
-    if hold.task == "regression":
-        return _agreement(hold.task, source, pred, ref.tol)
+    source = ref.pred if plain else cand.source.predict(rows.X)
+    if rows.task == "regression":
+        return _agreement(rows.task, source, pred, ref.tol)
     agree = np.asarray(pred) == np.asarray(source)
-    proba = ref.proba if plain else getattr(cand.source, "predict_proba", lambda X: None)(hold.X)
+    proba = ref.proba if plain else getattr(cand.source, "predict_proba", lambda X: None)(rows.X)
     if proba is not None and proba.shape[1] > 1:
         top2 = np.sort(proba, axis=1)[:, -2:]
         agree |= (top2[:, 1] - top2[:, 0]) <= BOUNDARY
@@ -317,14 +370,16 @@ def _choose(variants: tuple[Variant, ...]) -> Variant | None:
     return min(passed, key=lambda v: (v.size_bytes, -v.quality, v.p50_ms)) if passed else None
 
 
-def _reason(original: Variant, variants: tuple[Variant, ...], chosen: Variant | None, max_loss: float) -> str:
+def _reason(original: Variant, variants: tuple[Variant, ...], chosen: Variant | None, rows: _Rows) -> str:
+    where = f"{len(rows.y)} selection rows of the validation split"
     if chosen is None:
         failures = "; ".join(f"{v.name}: {v.note}" for v in variants)
-        return f"no ONNX variant within max_quality_loss={max_loss} on the holdout, keep the sklearn model ({failures})"
+        return f"no ONNX variant within max_quality_loss={rows.max_loss} on {where}, keep the sklearn model ({failures})"
     return (f"{chosen.name}: {original.size_bytes / chosen.size_bytes:.1f}x smaller "
             f"({original.size_bytes} -> {chosen.size_bytes} bytes), single-row p50 "
-            f"{original.p50_ms:.3f} -> {chosen.p50_ms:.3f} ms, holdout {chosen.metric} "
-            f"{original.metric_value:.4f} -> {chosen.metric_value:.4f} (max loss {max_loss})")
+            f"{original.p50_ms:.3f} -> {chosen.p50_ms:.3f} ms, {chosen.metric} "
+            f"{original.metric_value:.4f} -> {chosen.metric_value:.4f} on {where} "
+            f"({rows.confidence:.0%} upper bound of loss {chosen.loss_bound:.4f}, max {rows.max_loss})")
 
 
 # --------------------------------------------------------------------------- candidates
@@ -344,12 +399,12 @@ def _quantized(base: _Candidate) -> _Candidate | Skipped:
         return Skipped("onnx_int8", str(exc))
 
 
-def _validation(model, frame, target, columns, task, max_loss, seed) -> _Validation:
+def _validation(model, frame, target, columns, task, metric, max_loss, seed) -> _Validation:
     if len(frame) > MAX_PRUNE_ROWS:
         frame = frame.sample(MAX_PRUNE_ROWS, random_state=seed)
     X = model[:-1].transform(frame[columns])
     tolerances = tuple(sorted({0.0, max_loss / 4, max_loss / 2}))
-    return _Validation(model, frame[columns], X, frame[target].to_numpy(), task, tolerances)
+    return _Validation(model, frame[columns], X, frame[target].to_numpy(), task, metric, tolerances)
 
 
 def _prune(val: _Validation) -> list[tuple[str, BaseEstimator, str] | Skipped]:
@@ -362,11 +417,11 @@ def _prune(val: _Validation) -> list[tuple[str, BaseEstimator, str] | Skipped]:
         found = family(val)
     except Exception as exc:  # private sklearn attributes move between versions: never crash
         return [Skipped("prune", f"{family.__name__} failed: {type(exc).__name__}: {exc}")]
-    return found or [Skipped("prune", "no pruned candidate stays within half the loss budget on validation")]
+    return found or [Skipped("prune", "no pruned candidate stays within half the loss budget on the build rows")]
 
 
 def _smallest(curve: np.ndarray, floor: float) -> int | None:
-    """Smallest size k (1-based) whose validation quality reaches ``floor``."""
+    """Smallest size k (1-based) whose quality on the build rows reaches ``floor``."""
     hits = np.flatnonzero(curve >= floor - 1e-12)
     return int(hits[0]) + 1 if hits.size else None
 
@@ -380,7 +435,7 @@ def _with_final(model: Pipeline, final: BaseEstimator) -> Pipeline:
 
 def _prune_forest(val: _Validation) -> list[tuple[str, BaseEstimator, str]]:
     forest = val.model.steps[-1][1]
-    full = _quality(val.task, val.y, forest.predict(val.X))
+    full = float(bounds.score(val.metric, val.y, forest.predict(val.X)))
     impurity = float(np.mean([t.tree_.impurity[0] for t in forest.estimators_]))
     found = {}
     for alpha in (0.0, *(f * impurity for f in CCP_FACTORS)):
@@ -390,14 +445,18 @@ def _prune_forest(val: _Validation) -> list[tuple[str, BaseEstimator, str]]:
         outputs = _member_outputs(forest, trees, val.X)
         order = _greedy_order(outputs, _targets(forest, val.y))
         curve = _prefix_quality(forest, outputs, order, val)
-        for tol in val.tolerances:
-            k = _smallest(curve, full - tol)
-            if k is None or (k == len(trees) and not alpha):
+        # Rungs where the build curve reaches the full forest (within each tolerance), which the
+        # greedy order reaches early by overfitting the build rows; and fixed shares of the
+        # trees, which do not lean on the curve at all. The SELECT rows judge them all.
+        rungs = {_smallest(curve, full - tol) for tol in val.tolerances}
+        rungs |= {max(1, round(len(order) * share)) for share in FOREST_SHARES}
+        for k in sorted(r for r in rungs if r is not None):
+            if k == len(trees) and not alpha:
                 continue
             name = f"prune_trees(k={k})" + (f"+ccp(alpha={alpha:.1e})" if alpha else "")
             subset = copy.copy(forest)
             subset.estimators_, subset.n_estimators = [trees[i] for i in order[:k]], k
-            note = f"{k}/{len(trees)} trees, {_nodes(subset.estimators_)} nodes, validation {abs(curve[k - 1]):.4f} vs {abs(full):.4f}"
+            note = f"{k}/{len(trees)} trees, {_nodes(subset.estimators_)} nodes, build rows {abs(curve[k - 1]):.4f} vs {abs(full):.4f}"
             found[name] = (name, _with_final(val.model, subset), note)
     return list(found.values())
 
@@ -447,9 +506,8 @@ def _greedy_order(outputs: np.ndarray, targets: np.ndarray) -> list[int]:
 
 def _prefix_quality(forest, outputs: np.ndarray, order: list[int], val: _Validation) -> np.ndarray:
     means = np.cumsum(outputs[order], axis=0) / np.arange(1, len(order) + 1)[:, None, None]
-    if is_classifier(forest):
-        return np.mean(forest.classes_[means.argmax(axis=2)] == val.y[None, :], axis=1)
-    return -np.sqrt(np.mean((means[:, :, 0] - val.y[None, :]) ** 2, axis=1))
+    pred = forest.classes_[means.argmax(axis=2)] if is_classifier(forest) else means[:, :, 0]
+    return np.asarray(bounds.score(val.metric, val.y, pred))
 
 
 # ------------------------------------------------------------------ boosting
@@ -457,12 +515,12 @@ def _prefix_quality(forest, outputs: np.ndarray, order: list[int], val: _Validat
 
 def _prune_boosting(val: _Validation) -> list[tuple[str, BaseEstimator, str]]:
     booster = val.model.steps[-1][1]
-    curve = np.array([_quality(val.task, val.y, p) for p in booster.staged_predict(val.X)])
+    curve = np.array([bounds.score(val.metric, val.y, p) for p in booster.staged_predict(val.X)])
     found = {}
     for tol in val.tolerances:
         k = _smallest(curve, curve[-1] - tol)
         if k is not None and k < len(curve):
-            note = f"{k}/{len(curve)} stages, validation {abs(curve[k - 1]):.4f} vs {abs(curve[-1]):.4f}"
+            note = f"{k}/{len(curve)} stages, build rows {abs(curve[k - 1]):.4f} vs {abs(curve[-1]):.4f}"
             found[k] = (f"prune_stages(k={k})", _with_final(val.model, _first_stages(booster, k)), note)
     return list(found.values())
 
@@ -493,7 +551,7 @@ def _prune_linear(val: _Validation) -> list[tuple[str, BaseEstimator, str] | Ski
         return [Skipped("prune_features", slices)]
     coef = np.asarray(linear.coef_)
     weakest = sorted(slices, key=lambda c: float(np.linalg.norm(coef[..., slices[c]])))
-    curve = np.array([_quality(val.task, val.y, _zeroed(linear, [slices[c] for c in weakest[:m]]).predict(val.X))
+    curve = np.array([bounds.score(val.metric, val.y, _zeroed(linear, [slices[c] for c in weakest[:m]]).predict(val.X))
                       for m in range(len(weakest))])  # curve[m]: m weakest columns dropped
     found = {}
     for tol in val.tolerances:

@@ -29,7 +29,7 @@ from monitor.sources.base import SourceError
 from monitor.validate import InputError
 from retrain import registry
 from retrain.data import DataError, TrainingData, load_training_data
-from retrain.evaluate import Evaluation, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.evaluate import SKLEARN, Evaluation, Gate, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
 from retrain.registry import Candidate, Champion, RegistryError, end_run
 from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
 from retrain.train import estimator_params, refit
@@ -65,6 +65,7 @@ class RetrainOutcome:
     compressed_p50_ms: float | None
     variant: str | None
     duration_seconds: float
+    gates: tuple[Gate, ...] = ()  # with their confidence bounds, for the CLI and the MLflow run
 
 
 class _Failed(Exception):
@@ -143,7 +144,7 @@ class _Retrain:
         candidate = Candidate(
             estimator, self.compression, data.fit_rows, self.trigger.reason, self.evaluation.metric,
             self.evaluation.challenger_score, self.evaluation.gates, self.trigger.drift_report,
-            tags={} if self.evaluation.passed else {"driftd.rejected_reason": self.evaluation.reason[:5000]},
+            tags=_evaluation_tags(self.evaluation),
         )  # fmt: skip
         logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
         self.variant, self.version = logged.variant, logged.version
@@ -247,10 +248,11 @@ class _Retrain:
             if not strategies:
                 mlflow.set_tag("driftd.compression_note", "no compression strategies configured")
                 return None
+            # Validation rows only: the holdout is kept for the gate that tests this choice.
             result = compress(
-                estimator, data.validation, data.holdout, target=data.target, numerical=cols.numerical,
+                estimator, data.validation, target=data.target, numerical=cols.numerical,
                 categorical=cols.categorical, task=self.model.task, strategies=strategies,
-                max_quality_loss=options.max_quality_loss, seed=SEED,
+                max_quality_loss=options.max_quality_loss, metric=self.metric, confidence=options.confidence, seed=SEED,
             )  # fmt: skip
             mlflow.log_metrics(_variant_metrics(result))
             mlflow.set_tag("driftd.compression_note", str(result.reason)[:5000])
@@ -258,35 +260,53 @@ class _Retrain:
         if chosen is None:
             self.say(f"no compressed variant: {result.reason}; the uncompressed model will serve")
             return result
-        self.say(f"compressed: {chosen.name}, {result.original.size_bytes} -> {chosen.size_bytes} bytes, p50 {result.original.p50_ms:.3f} -> {chosen.p50_ms:.3f} ms")
+        self.say(f"compressed: {chosen.name} chosen on {result.select_rows} validation rows, {result.original.size_bytes} -> "
+                 f"{chosen.size_bytes} bytes, p50 {result.original.p50_ms:.3f} -> {chosen.p50_ms:.3f} ms")
         return result
 
     def _evaluate(self, champ: Champion, estimator: Any, data: TrainingData) -> Evaluation:
         import mlflow
 
         self._at("evaluating")
-        self.say(f"evaluating against champion version {champ.version} on the {len(data.holdout)} most recent rows")
-        holdout = data.holdout
+        holdout, options = data.holdout, self.model.retrain
+        self.say(f"evaluating against champion version {champ.version} on the {len(holdout)} most recent rows "
+                 f"({options.confidence:.0%} confidence bounds)")
         with _child("evaluate"):
-            labels, proba = registry.serving_predictions(champ.model_uri, holdout, self.model)
-            champion_score = score(self.model, holdout, labels, positive_probability(self.model, proba))
-            uncompressed = self._score(estimator, holdout)
-            variant = "none"
-            challenger = uncompressed
-            if self.compression is not None and self.compression.onnx_model is not None:
-                from retrain.compress import onnx_predict
-
-                variant = self.compression.chosen.name
-                labels, proba = onnx_predict(self.compression.onnx_model, holdout, self.model.columns.numerical, self.model.columns.categorical)
-                challenger = score(self.model, holdout, labels, positive_probability(self.model, proba))
-            result = evaluate(
-                self.metric or "", champion_score=champion_score, challenger_score=challenger,
-                uncompressed_score=uncompressed, variant=variant, options=self.model.retrain,
-            )  # fmt: skip
+            champion = Served("champion", *registry.serving_predictions(champ.model_uri, holdout, self.model))
+            uncompressed = self._served(SKLEARN, estimator, holdout)
+            result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
+                              candidates=self._compressed(holdout), options=options)
             mlflow.log_metrics(_evaluation_metrics(result))
             mlflow.set_tags({f"driftd.gate.{g.name}": g.tag for g in result.gates})
-        self.say(f"{self.metric}: champion {champion_score:.4f}, challenger {challenger:.4f} ({variant}); " + ("all gates passed" if result.passed else "gates failed"))
+        if self.compression is not None:
+            served = next((v for v in (self.compression.chosen, self.compression.lossless) if v and v.name == result.served), None)
+            self.compression = self.compression.serving(served)
+        for refusal in result.refused:
+            self.say(refusal)
+        for gate in result.gates:
+            self.say(f"gate {gate.name} {gate.verdict}: {gate.detail}")
+        self.say(f"{self.metric}: champion {result.champion_score:.4f}, challenger {result.challenger_score:.4f} ({result.served}); "
+                 + ("all gates passed" if result.passed else "gates failed"))
         return result
+
+    def _compressed(self, holdout: pd.DataFrame) -> list[Served]:
+        """The chosen variant, then the lossless conversion, each with its holdout predictions."""
+        from retrain.compress import onnx_predict
+
+        result, cols = self.compression, self.model.columns
+        if result is None:
+            return []
+        found = []
+        for variant, graph in ((result.chosen, result.onnx_model), (result.lossless, result.lossless_model)):
+            if variant is not None and graph is not None and variant.name not in [s.name for s in found]:
+                labels, proba = onnx_predict(graph, holdout, cols.numerical, cols.categorical)
+                found.append(Served(variant.name, labels, proba, lossless=variant.lossless))
+        return found
+
+    def _served(self, name: str, estimator: Any, frame: pd.DataFrame) -> Served:
+        features = list(self.model.columns.features)
+        proba = estimator.predict_proba(frame[features]) if self.model.task != "regression" and hasattr(estimator, "predict_proba") else None
+        return Served(name, np.asarray(estimator.predict(frame[features])), proba, lossless=True)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -326,6 +346,8 @@ class _Retrain:
             "reference_blend": options.reference_blend,
             "min_improvement": options.min_improvement,
             "max_quality_loss": options.max_quality_loss,
+            "confidence": options.confidence,
+            "min_holdout_rows": options.min_holdout_rows,
             "tune": options.tune,
             "primary_metric": self.metric,
         }
@@ -357,6 +379,7 @@ class _Retrain:
             compressed_p50_ms=chosen.p50_ms if chosen else None,
             variant=self.variant or (chosen.name if chosen else None),
             duration_seconds=time.perf_counter() - self.started,
+            gates=ev.gates if ev else (),
         )
 
     def _failed(self, exc: Exception) -> RetrainOutcome:
@@ -445,13 +468,27 @@ def metric_key(name: str) -> str:
 
 
 def _evaluation_metrics(ev: Evaluation) -> dict[str, float]:
-    metrics = {"challenger_score": ev.challenger_score, "uncompressed_score": ev.uncompressed_score}
+    metrics = {"challenger_score": ev.challenger_score, "uncompressed_score": ev.uncompressed_score,
+               "gate.confidence": ev.confidence, "gate.holdout_rows": float(ev.holdout_rows)}
     if ev.champion_score is not None:
         metrics["champion_score"] = ev.champion_score
     for gate in ev.gates:
         metrics[f"gate.{gate.name}.value"] = gate.value
         metrics[f"gate.{gate.name}.passed"] = float(gate.passed)
+        if gate.bound is not None:
+            metrics[f"gate.{gate.name}.lower_bound"] = gate.bound
     return metrics
+
+
+def _evaluation_tags(ev: Evaluation) -> dict[str, str]:
+    """Version tags beyond the gates' own: why the challenger was rejected, and which
+    compressed variants were refused on the way to the one that serves."""
+    tags = {"driftd.gate.confidence": f"{ev.confidence:g}", "driftd.gate.holdout_rows": str(ev.holdout_rows)}
+    if ev.refused:
+        tags["driftd.gate.compression.refused"] = "; ".join(ev.refused)[:5000]
+    if not ev.passed:
+        tags["driftd.rejected_reason"] = ev.reason[:5000]
+    return tags
 
 
 def _summary_metrics(outcome: RetrainOutcome) -> dict[str, float]:

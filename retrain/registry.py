@@ -28,7 +28,9 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   with `prediction` and, for classifiers, `proba_<class>` columns, whichever variant serves.
 - Registered model: `model.registered_model` or `model.name`. Version tags:
   `driftd.trigger`, `driftd.compression` (the serving variant, or `none`),
-  `driftd.gate.<name>` (`passed|failed <value> (threshold <t>)`), `driftd.primary_metric`,
+  `driftd.gate.<name>` (`passed|failed <value> (threshold <t>; 95% lower bound <b> on <n>
+  rows)`), `driftd.gate.confidence`, `driftd.gate.holdout_rows`, `driftd.gate.compression.refused`
+  (compressed variants refused before the one that serves, with the reason), `driftd.primary_metric`,
   `driftd.validation_score` (the version's score on its holdout; the daemon compares live
   quality with it), `driftd.sklearn_model_uri`, `driftd.onnx_opset`, and on rejection
   `driftd.rejected_reason`; on promotion `driftd.promoted_over` (the version it replaced).
@@ -500,18 +502,31 @@ def _scored(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -> Ca
 
 
 def _compress_baseline(model: ModelConfig, estimator: Any, reference: pd.DataFrame, holdout: pd.DataFrame) -> Any | None:
-    from retrain.compress import compress
+    """Compress as a retrain would: choose on the older half of the labelled holdout, gate
+    the choice on the newer half (the reference rows trained the model: useless for either)."""
+    from retrain.compress import compress, onnx_predict
+    from retrain.evaluate import Served, gate_compression
 
     cols = model.columns
     options = model.retrain
     if not options.compression or cols.target is None:
         return None
     labelled = holdout[holdout[cols.target].notna()]
+    if len(labelled) < 4:
+        return None
+    choose_on, gate_on = labelled.iloc[: len(labelled) // 2], labelled.iloc[len(labelled) // 2 :]
     result = compress(
-        estimator, reference, labelled, target=cols.target, numerical=cols.numerical, categorical=cols.categorical,
-        task=model.task, strategies=list(options.compression), max_quality_loss=options.max_quality_loss, seed=0,
+        estimator, choose_on, target=cols.target, numerical=cols.numerical, categorical=cols.categorical,
+        task=model.task, strategies=list(options.compression), max_quality_loss=options.max_quality_loss,
+        confidence=options.confidence, seed=0,
     )  # fmt: skip
-    return result if result.onnx_model is not None else None
+    graphs = {v.name: (v, g) for v, g in ((result.lossless, result.lossless_model), (result.chosen, result.onnx_model)) if v and g}
+    candidates = [Served(name, onnx_predict(g, gate_on, cols.numerical, cols.categorical)[0], lossless=v.lossless)
+                  for name, (v, g) in reversed(graphs.items())]
+    uncompressed = Served("none", np.asarray(estimator.predict(gate_on[cols.features])), lossless=True)
+    served, _, _ = gate_compression(model, gate_on, uncompressed.labels, [*candidates, uncompressed], options)
+    variant = next((v for v in (result.chosen, result.lossless) if v is not None and v.name == served.name), None)
+    return result.serving(variant) if variant is not None else None
 
 
 def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, model_uri: str | None = None, reference: Path) -> str:

@@ -21,7 +21,8 @@ from sklearn.metrics import accuracy_score
 from monitor.config import Config, MLflowConfig, ModelConfig, RetrainOptions
 from retrain import RetrainOutcome, Trigger, run_retrain
 from retrain.data import InsufficientData, load_training_data, split_by_time
-from retrain.evaluate import compression_gate, evaluate, improvement_gate
+from retrain.bounds import paired_gain
+from retrain.evaluate import Served, gate_compression, improvement_gate
 from retrain.registry import champion, load_reference, register_baseline
 from retrain.tune import tune
 from tests.support.mlflow_server import MlflowServer, mlflow_server
@@ -180,23 +181,54 @@ def test_split_by_time_orders_ties_by_id():
 # --- gates and tuning -------------------------------------------------------------------------
 
 
-def test_improvement_gate_speaks_higher_is_better_for_every_metric():
-    better = improvement_gate("accuracy", 0.80, 0.83, 0.02)
-    assert better.passed and better.value == pytest.approx(0.03)
-    assert not improvement_gate("accuracy", 0.80, 0.81, 0.02).passed
-    lower_error = improvement_gate("rmse", 10.0, 9.0, 0.5)  # the error went down by 1.0
-    assert lower_error.passed and lower_error.value == pytest.approx(1.0)
-    assert not improvement_gate("rmse", 10.0, 10.2, 0.0).passed
-    assert better.tag.startswith("passed +0.0300")
+def flipped(y: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """`y` with a seeded `share` of its binary labels wrong."""
+    return np.where(np.random.default_rng(seed).random(len(y)) < share, 1 - y, y)
 
 
-def test_compression_gate_bounds_the_loss_of_the_serving_variant():
-    assert compression_gate("accuracy", 0.85, 0.845, 0.01, "prune").passed
-    lossy = compression_gate("accuracy", 0.85, 0.83, 0.01, "prune")
-    assert not lossy.passed and "beyond the allowed loss" in lossy.detail
-    result = evaluate("accuracy", champion_score=0.70, challenger_score=0.83, uncompressed_score=0.85, variant="prune",
-                      options=RetrainOptions(max_quality_loss=0.01))  # fmt: skip
-    assert not result.passed and result.reason == lossy.detail
+def test_improvement_gate_decides_on_the_lower_confidence_bound_in_higher_is_better_terms():
+    y = np.random.default_rng(0).integers(0, 2, 400)
+    champion_pred, challenger_pred = flipped(y, 0.22, 1), flipped(y, 0.18, 2)
+    difference = paired_gain("accuracy", y, challenger_pred, champion_pred, confidence=0.95)
+    assert difference.estimate == pytest.approx(np.mean(challenger_pred == y) - np.mean(champion_pred == y))
+    assert difference.lower < difference.estimate < difference.upper
+
+    zero = improvement_gate("accuracy", 0.78, 0.82, difference, 0.0)
+    assert zero.passed == (difference.lower >= 0) and zero.bound == difference.lower and zero.rows == 400
+    # the point estimate clears the threshold, the lower bound does not: refused
+    point_only = improvement_gate("accuracy", 0.78, 0.82, difference, difference.estimate - 0.001)
+    assert not point_only.passed and "95% lower bound" in point_only.detail
+    assert point_only.tag.startswith(f"failed {difference.estimate:+.4f}") and "lower bound" in point_only.tag
+
+    truth = np.random.default_rng(3).normal(size=500)
+    worse, better = truth + np.random.default_rng(4).normal(size=500), truth + 0.5 * np.random.default_rng(5).normal(size=500)
+    lower_error = paired_gain("rmse", truth, better, worse, confidence=0.95)  # RMSE down by ~0.5: a gain
+    assert lower_error.estimate > 0.3 and improvement_gate("rmse", 1.0, 0.5, lower_error, 0.2).passed
+
+
+def test_compression_gate_bounds_the_loss_and_falls_back_to_a_lossless_variant(tmp_path):
+    model = model_config("loans", tmp_path / "*.parquet", retrain={"max_quality_loss": 0.01, "min_holdout_rows": 300})
+    holdout = make_loans(400, seed=7)
+    y = holdout[TARGET].to_numpy()
+    uncompressed = Served("none", flipped(y, 0.2, 1), lossless=True)
+    # loses ~0.5 pt on average, but disagrees with the uncompressed model on ~6 % of the rows
+    noisy = Served("prune_trees(k=3)", np.where(np.random.default_rng(2).random(400) < 0.06, 1 - uncompressed.labels, uncompressed.labels))
+    lossless = Served("onnx", uncompressed.labels.copy(), lossless=True)
+
+    served, gate, refused = gate_compression(model, holdout, uncompressed.labels, [noisy, lossless, uncompressed], model.retrain)
+    assert served.name == "onnx" and gate.passed and gate.value == 0.0
+    (why,) = refused
+    assert why.startswith("prune_trees(k=3) refused:") and "upper bound" in why and "retrain.max_quality_loss" in why
+
+    small = model.retrain.model_copy(update={"min_holdout_rows": 401})
+    served, _, refused = gate_compression(model, holdout, uncompressed.labels, [noisy, lossless, uncompressed], small)
+    assert served.name == "onnx"
+    assert refused == ("prune_trees(k=3) refused: the holdout has 400 rows, fewer than retrain.min_holdout_rows (401) needed to "
+                       "bound a lossy variant's loss — collect more labelled rows or lengthen retrain.training_window",)
+
+    equal = Served("prune_trees(k=30)", uncompressed.labels.copy())
+    served, gate, refused = gate_compression(model, holdout, uncompressed.labels, [equal, lossless, uncompressed], model.retrain)
+    assert served.name == "prune_trees(k=30)" and gate.passed and refused == ()
 
 
 def test_tuning_is_bounded_and_starts_from_the_champions_parameters():
