@@ -24,6 +24,7 @@ from monitor.sources import watermark_of
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 if TYPE_CHECKING:
+    from monitor.attribution import Attribution
     from monitor.drift import PreparedReference
 
 log = logging.getLogger("driftd.check")
@@ -83,8 +84,10 @@ def _sample_seed(model: str, end: datetime) -> int:
     return zlib.crc32(f"{model}|{end.isoformat()}".encode())
 
 
-def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *, now: datetime | None = None) -> Checked:
-    """Run one check. Never raises for bad data or sources: the result carries status and message."""
+def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *, now: datetime | None = None,
+              attribution: Attribution | None = None) -> Checked:
+    """Run one check. Never raises for bad data or sources: the result carries status and message.
+    `attribution` says which version's rows quality judges (monitor.attribution); None: all rows."""
     from monitor.drift import DriftError, check_drift
     from monitor.sample import sample_rows
     from monitor.validate import InputError, validate_window
@@ -114,7 +117,7 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
     except (InputError, DriftError) as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
-    quality, quality_note = _measure_quality(inputs, end)
+    quality, quality_note = _measure_quality(inputs, end, attribution)
     result = replace(
         result,
         rows_used=len(sample),
@@ -146,19 +149,21 @@ def _finish(result: CheckResult, clock: float, *, status: CheckStatus, message: 
     return replace(result, status=status, message=message, details=merged, watermark=watermark, duration_seconds=time.perf_counter() - clock)
 
 
-def _measure_quality(inputs: Inputs, end: datetime) -> tuple[Quality | None, str | None]:
-    """Quality on the labelled rows of the trailing quality span; labels arrive late."""
-    from monitor.quality import QualityError, compute_quality
+def _measure_quality(inputs: Inputs, end: datetime, attribution: Attribution | None) -> tuple[Quality | None, str | None]:
+    """Quality on the labelled rows of the trailing quality span (labels arrive late), each
+    row attributed to the model version that served it."""
+    from monitor.attribution import attributed_quality
+    from monitor.quality import QualityError
 
     model, cols = inputs.model, inputs.model.columns
     if not cols.target:
         return None, None
-    wanted = cols.to_read(features=False, target=inputs.labels is None)
+    wanted = cols.to_read(features=False, target=inputs.labels is None, version=attribution is not None)
     since = end - model.window.effective_quality_span
     try:
         frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))
         frame = attach_labels(frame, inputs.labels, cols)
-        return (compute_quality(frame, model) if not frame.empty else None), None
+        return (attributed_quality(frame, model, attribution) if not frame.empty else None), None
     except (SourceError, QualityError, ValueError) as exc:
         # Drift results stand on their own; quality is reported missing, with the reason
         # (sklearn raises plain ValueError for e.g. an infinite probability).

@@ -23,14 +23,16 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     model = config.model(args.model)
     try:
         with log_context(model=model.name):
-            loaded = References(config, override=args.reference).get(model)
+            references = References(config, override=args.reference)
+            loaded = references.get(model)
         labels = open_source(model.labels, model.columns) if model.labels else None
         inputs = Inputs(model, open_source(model.source, model.columns), labels)
     except (ReferenceError, SourceError) as exc:
         raise Failure(str(exc)) from None
     until = args.until or datetime.now(timezone.utc) - model.window.lateness
     try:
-        result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until)).result
+        result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until),
+                           attribution=references.attribution(model, loaded)).result
     finally:
         inputs.close()
     print(result.to_json() if args.json else check_report(result))

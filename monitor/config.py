@@ -150,6 +150,9 @@ class Columns(Strict):
     prediction: str
     probability: str | None = None
     target: str | None = None
+    # The registered-model version that served each row, as the serving layer logs it: quality
+    # is then attributed to that version (see monitor.attribution). Optional.
+    model_version: str | None = None
     numerical: list[str] = []
     categorical: list[str] = []
 
@@ -161,21 +164,22 @@ class Columns(Strict):
         dupes = sorted({c for c in features if features.count(c) > 1})
         if dupes:
             raise ValueError(f"columns listed twice among the features: {dupes}")
-        roles = {self.timestamp, self.id, self.prediction}
+        roles = {self.timestamp, self.id, self.prediction, *([self.model_version] if self.model_version else [])}
         clash = sorted(roles & set(features))
         if clash:
-            raise ValueError(f"{clash} cannot be both a feature and timestamp/id/prediction")
+            raise ValueError(f"{clash} cannot be both a feature and timestamp/id/prediction/model_version")
         return self
 
     @property
     def features(self) -> list[str]:
         return self.numerical + self.categorical
 
-    def to_read(self, *, features: bool = True, target: bool = False) -> tuple[str, ...]:
+    def to_read(self, *, features: bool = True, target: bool = False, version: bool = False) -> tuple[str, ...]:
         """The prediction-log columns to read, in a stable order and without duplicates;
-        `target` when the labels are logged with the predictions rather than joined later."""
+        `target` when the labels are logged with the predictions rather than joined later;
+        `version` for the serving version, when configured (quality reads it)."""
         wanted = [self.timestamp, self.id, self.prediction, self.probability, *(self.features if features else ())]
-        wanted.append(self.target if target else None)
+        wanted += [self.target if target else None, self.model_version if version else None]
         return tuple(dict.fromkeys(c for c in wanted if c))
 
 

@@ -161,7 +161,7 @@ class Daemon:
         # so it is as close as possible to the moment the rows are read.
         now = datetime.now(timezone.utc)
         spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now))
-        checked = run_check(inputs, loaded.prepared, spec, now=now)
+        checked = run_check(inputs, loaded.prepared, spec, now=now, attribution=self.references.attribution(model, loaded))
         result = checked.result
         set_check_id(result.check_id)
         self.store.record_check(result)
@@ -223,6 +223,7 @@ class Daemon:
                 jobs=self.store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1))),
                 champion_score=champion.validation_score if champion else None,
                 primary_metric=champion.primary_metric if champion else None,
+                champion_version=champion.version if champion else None,
                 now=now, labelled_rows=labelled_rows,
             )
 

@@ -49,6 +49,7 @@ def decide(
     primary_metric: str | None,
     now: datetime,
     labelled_rows: int | None,
+    champion_version: str | None = None,
 ) -> Decision:
     """Decide for one model after a check.
 
@@ -56,11 +57,13 @@ def decide(
     enough that skipped windows still leave the longest look-back. `jobs`: the model's retrain
     jobs covering at least max(cooldown, 24 h) plus any still queued/running.
     `labelled_rows`: labelled rows available for training, or None when unknown (not gated).
+    `champion_version`: only quality attributed to it (or not attributed at all) is compared
+    with `champion_score`; rows another version served never count against the champion.
     """
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware `now` (UTC)")
     countable = [c for c in sorted(history, key=lambda c: c.started_at, reverse=True) if c.status in _COUNTABLE]
-    quality = _quality(policy, countable, champion_score, primary_metric)
+    quality = _quality(policy, countable, champion_score, primary_metric, champion_version)
     alert, alert_reasons = _alert(policy, countable, alert_firing, quality)
     start, retrain_reasons = _retrain(policy, retrain, countable, quality, jobs, now, labelled_rows)
     reasons = [*alert_reasons, *retrain_reasons, quality.reason]
@@ -91,13 +94,17 @@ def _clean_streak(countable: Sequence[CheckRecord]) -> int:
 # --- quality -------------------------------------------------------------------------------
 
 
-def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float | None, metric: str | None) -> _Quality:
+def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float | None, metric: str | None,
+             version: str | None) -> _Quality:
     if metric is None:
         return _Quality(False, "quality not compared: no primary metric for this model")
-    # Labels arrive late: the newest labelled window stands until a newer one replaces it.
-    current = next((c.quality.metrics[metric] for c in countable if c.quality and metric in c.quality.metrics), None)
+    # Labels arrive late: the newest labelled window stands until a newer one replaces it,
+    # as long as the champion served its rows (monitor.attribution).
+    own = [c.quality for c in countable if c.quality and c.quality.version in (None, version)]
+    current = next((q.metrics[metric] for q in own if metric in q.metrics), None)
     if current is None or math.isnan(current):
-        return _Quality(False, f"quality not compared: no recent window has labelled rows for {metric}")
+        served = f" served by champion version {version}" if version else ""
+        return _Quality(False, f"quality not compared: no recent window has labelled rows{served} for {metric}{_others(countable, metric)}")
     if champion is None:
         return _Quality(False, f"quality not compared: the champion has no recorded validation {metric}")
     try:
@@ -109,8 +116,20 @@ def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float |
     sign = ">" if dropped else "<="
     return _Quality(
         dropped,
-        f"{verdict}: {metric} {current:.4g} vs champion {champion:.4g} (drop {drop:.4g} {sign} allowed {policy.quality_drop:.4g})",
+        f"{verdict}: {metric} {current:.4g} vs champion {champion:.4g} (drop {drop:.4g} {sign} allowed {policy.quality_drop:.4g})"
+        + _others(countable, metric),
     )
+
+
+def _others(countable: Sequence[CheckRecord], metric: str) -> str:
+    """Rows of other versions in the newest window: reported beside their own score, never counted."""
+    newest = next((c.quality for c in countable if c.quality), None)
+    parts = []
+    for other in newest.others if newest else ():
+        if metric in other.metrics:
+            own = f" vs its own {other.validation_score:.4g}" if other.validation_score is not None else ""
+            parts.append(f"version {other.version} {metric} {other.metrics[metric]:.4g}{own} on {other.labelled_rows} rows")
+    return f"; not counted against the champion: {', '.join(parts)}" if parts else ""
 
 
 # --- alert ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import pandas as pd
 from monitor.config import Config, ModelConfig
 
 if TYPE_CHECKING:
+    from monitor.attribution import Attribution
     from monitor.drift import PreparedReference
     from retrain.registry import Champion
 
@@ -50,6 +52,10 @@ def read_table(path: Path) -> pd.DataFrame:
 class Loaded:
     prepared: PreparedReference
     champion: Champion | None
+    # When this process saw the champion replace another version (None: it was champion when
+    # the process started), and which; stands in for a promotion made outside driftd.
+    seen_since: datetime | None = None
+    seen_previous: str | None = None
 
 
 class References:
@@ -61,6 +67,7 @@ class References:
         self._cache: dict[str, Loaded] = {}
         # One lock per model: preparing one model's reference must not stall the others' checks.
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._scores: dict[tuple[str, str], float | None] = {}  # (model, version) -> validation score
 
     def get(self, model: ModelConfig) -> Loaded:
         path = self._override or None
@@ -115,10 +122,37 @@ class References:
                 prepared = prepare_reference(validate_reference(load(), model), model, version)
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
-            loaded = Loaded(prepared, champion)
+            replaced = cached.champion.version if cached is not None and cached.champion is not None else None
+            loaded = Loaded(prepared, champion, datetime.now(timezone.utc) if replaced else None, replaced)
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+    def attribution(self, model: ModelConfig, loaded: Loaded) -> Attribution | None:
+        """Whose rows quality judges: the champion's, from its promotion on (monitor.attribution)."""
+        from monitor.attribution import Attribution
+
+        champion = loaded.champion
+        if champion is None:
+            return None
+        since = champion.promoted_at or loaded.seen_since
+        previous = loaded.seen_previous or champion.promoted_over
+        return Attribution(champion.version, since, previous, lambda version: self.validation_score(model, version))
+
+    def validation_score(self, model: ModelConfig, version: str) -> float | None:
+        """A version's own `driftd.validation_score`, read once per version (None when unknown)."""
+        key = (model.name, version)
+        if not version.isdigit():  # "unknown", "previous", or a label that is no registry version
+            return None
+        if key not in self._scores:
+            from retrain.registry import validation_score
+
+            try:
+                self._scores[key] = validation_score(self._config, model, version)
+            except Exception as exc:  # unreachable now: say so, and ask again next time
+                log.warning("cannot read the validation score of %s version %s: %s", model.mlflow_name, version, exc)
+                return None
+        return self._scores[key]
 
 
 def registry_exists(config: Config) -> bool:

@@ -39,8 +39,14 @@ def check_report(result: CheckResult) -> str:
             rows.append((f"{p.feature} (prediction)", p.method, p.score, p.threshold, p.drifted))
         parts.append(table(("feature", "method", "score", "threshold", "drifted"), rows))
     if result.quality:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.quality.metrics.items()))
-        parts.append(f"quality on {result.quality.labelled_rows} labelled rows ({result.quality.labelled_ratio:.0%}): {metrics}")
+        quality = result.quality
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(quality.metrics.items()))
+        served = f" served by version {quality.version}" if quality.version else ""
+        parts.append(f"quality on {quality.labelled_rows} labelled rows{served} ({quality.labelled_ratio:.0%}): {metrics}")
+        for other in quality.others:
+            own = f" (its validation score {other.validation_score:.4f})" if other.validation_score is not None else ""
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(other.metrics.items()))
+            parts.append(f"  not counted: {other.labelled_rows} labelled rows served by version {other.version}{own}: {metrics}")
     parts.append(verdict(result))
     return "\n".join(parts)
 

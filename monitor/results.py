@@ -46,10 +46,24 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True)
+class VersionQuality:
+    """Quality of the labelled rows one (non-champion) model version served."""
+
+    version: str
+    labelled_rows: int
+    metrics: dict[str, float]
+    validation_score: float | None = None  # that version's own `driftd.validation_score`, when known
+
+
+@dataclass(frozen=True)
 class Quality:
     labelled_rows: int
     labelled_ratio: float
     metrics: dict[str, float]  # metric name -> value on the labelled rows of the window
+    # The champion version these rows were served by; None when rows were not attributed
+    # (no champion, e.g. a reference file). Rows other versions served are in `others`.
+    version: str | None = None
+    others: tuple[VersionQuality, ...] = ()
 
 
 @dataclass(frozen=True)

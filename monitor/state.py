@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from monitor.results import CheckResult, CheckStatus, Quality, Watermark
+from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
 
 SCHEMA_VERSION = 1
 
@@ -259,7 +259,7 @@ def _plain(value: Any) -> Any:
 def _quality_json(quality: Quality | None) -> str | None:
     if quality is None:
         return None
-    data = {"labelled_rows": quality.labelled_rows, "labelled_ratio": quality.labelled_ratio, "metrics": quality.metrics}
+    data = dataclasses.asdict(quality)
     return json.dumps(data, default=_plain)
 
 
@@ -267,7 +267,12 @@ def _quality_from_json(text: str | None) -> Quality | None:
     if text is None:
         return None
     data = json.loads(text)
-    return Quality(int(data["labelled_rows"]), float(data["labelled_ratio"]), {k: float(v) for k, v in data["metrics"].items()})
+    others = tuple(
+        VersionQuality(str(o["version"]), int(o["labelled_rows"]), {k: float(v) for k, v in o["metrics"].items()}, o.get("validation_score"))
+        for o in data.get("others") or ()
+    )  # fmt: skip
+    return Quality(int(data["labelled_rows"]), float(data["labelled_ratio"]), {k: float(v) for k, v in data["metrics"].items()},
+                   data.get("version"), others)
 
 
 def _drifted_features(result_json: str) -> tuple[str, ...]:

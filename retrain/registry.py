@@ -33,7 +33,9 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   (compressed variants refused before the one that serves, with the reason), `driftd.primary_metric`,
   `driftd.validation_score` (the version's score on its holdout; the daemon compares live
   quality with it), `driftd.sklearn_model_uri`, `driftd.onnx_opset`, and on rejection
-  `driftd.rejected_reason`; on promotion `driftd.promoted_over` (the version it replaced).
+  `driftd.rejected_reason`; on promotion `driftd.promoted_over` (the version it replaced) and
+  `driftd.promoted_at` (also on rollback: when it last became champion, which splits quality
+  rows between versions when the logs carry no version column).
 - Aliases: `champion` serves; `previous` is the champion it replaced (for rollback);
   `challenger` marks the latest rejected version. Promotion moves `champion` LAST, so a
   failure anywhere before leaves the old champion serving.
@@ -89,6 +91,8 @@ class Champion:
     sklearn_model_uri: str | None
     primary_metric: str | None
     validation_score: float | None
+    promoted_at: datetime | None = None  # when it last became champion (`driftd.promoted_at`)
+    promoted_over: str | None = None  # the version it replaced
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,30 @@ def _as_champion(name: str, version: ModelVersion) -> Champion:
         sklearn_model_uri=tags.get("driftd.sklearn_model_uri"),
         primary_metric=tags.get("driftd.primary_metric"),
         validation_score=float(score) if score not in (None, "", "None") else None,
+        promoted_at=_timestamp(tags.get("driftd.promoted_at")),
+        promoted_over=tags.get("driftd.promoted_over") or None,
     )
+
+
+def validation_score(config: Config, model: ModelConfig, version: str) -> float | None:
+    """The `driftd.validation_score` of one version; None when it has none (or no such version).
+    Raises RegistryError when the registry cannot be reached."""
+    client = connect(config)
+    try:
+        tags = client.get_model_version(model.mlflow_name, version).tags or {}
+    except Exception as exc:
+        if is_missing(exc) or "INVALID_PARAMETER_VALUE" in str(exc):  # e.g. a version that is not a number
+            return None
+        raise RegistryError(f"cannot read {model.mlflow_name!r} version {version}: {describe(exc)}") from None
+    score = tags.get("driftd.validation_score")
+    return float(score) if score not in (None, "", "None") else None
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 # --- moving aliases -----------------------------------------------------------------------
@@ -231,6 +258,8 @@ def rollback(config: Config, model: ModelConfig) -> str:
     current = _by_alias(client, name, CHAMPION)
     restored = str(previous.version)
     older = (previous.tags or {}).get("driftd.promoted_over")
+    # Rows logged from now on are the restored version's (monitor.attribution reads this).
+    _call(client.set_model_version_tag, name, restored, "driftd.promoted_at", _now())
     _call(client.set_registered_model_alias, name, CHAMPION, restored)
     if current is not None:
         _call(client.set_model_version_tag, name, str(current.version), "driftd.rolled_back_at", _now())

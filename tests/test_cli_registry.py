@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+from datetime import datetime, timezone
+
 import yaml
 
 from monitor.config import load_config
+from monitor.reference import References
 from monitor.demo.world import CATEGORICAL, FEATURES, NUMERICAL, TARGET, make_loans, train_baseline, with_predictions
 from retrain.registry import champion, register_baseline
 
@@ -50,10 +53,18 @@ def test_adopt_promote_rollback_and_status(tmp_path):
     second = train_baseline(make_loans(1500, seed=6), "logistic")
     register_baseline(config, model, second, with_predictions(second, frame), with_predictions(second, frame))
     assert champion(config, model).version == "2"
+    champion_score_of_2 = champion(config, model).validation_score
 
+    before_rollback = datetime.now(timezone.utc).replace(microsecond=0)
     rolled = _driftd("rollback", "-c", str(config_path), "--model", "loans")
     assert rolled.returncode == 0 and "version 1" in rolled.stdout, rolled.stderr
-    assert champion(config, model).version == "1"
+    restored = champion(config, model)
+    assert restored.version == "1" and restored.promoted_at >= before_rollback
+    # Quality rows logged before the rollback belong to version 2, not to the restored champion.
+    references = References(config)
+    attribution = references.attribution(model, references.get(model))
+    assert (attribution.champion, attribution.since) == ("1", restored.promoted_at)
+    assert attribution.score_of("2") == champion_score_of_2 and attribution.score_of("unknown") is None
     promoted = _driftd("promote", "-c", str(config_path), "--model", "loans", "--version", "2")
     assert promoted.returncode == 0, promoted.stderr
     assert champion(config, model).version == "2"

@@ -19,6 +19,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from monitor.config import Config, MLflowConfig, ModelConfig, RetrainOptions
+from monitor.state import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
 from retrain.data import InsufficientData, load_training_data, split_by_time
 from retrain.bounds import paired_gain
@@ -52,6 +53,7 @@ def make_world(
     rows: int = 4000,
     drift: float = 1.0,
     labelled: float = 1.0,
+    now: datetime = NOW,
     **retrain: Any,
 ) -> World:
     """A champion trained before the drift, registered, and `rows` drifted production rows logged."""
@@ -68,7 +70,7 @@ def make_world(
     train, holdout = before.iloc[:2400], before.iloc[2400:]
     estimator = train_baseline(train, kind)
     register_baseline(config, model, estimator, with_predictions(estimator, train), with_predictions(estimator, holdout))
-    after = make_loans(rows, seed=5, drift=drift, start=NOW - timedelta(days=5), first_id=1_000_000)
+    after = make_loans(rows, seed=5, drift=drift, start=now - timedelta(days=5), first_id=1_000_000)
     logs = root / name / "logs"
     write_log(logs, estimator, after, labelled=labelled)
     return World(config, model, estimator, logs)
@@ -294,6 +296,76 @@ def test_retrain_on_a_single_class_window_fails_with_the_reason(tmp_path):
     outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
     assert outcome.outcome == "failed" and "at least two classes" in outcome.reason
     assert aliases(world.config, "loans") == {"champion": "1"}
+
+
+def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
+    import sklearn.pipeline
+
+    import retrain.compress as compress_module
+
+    world = make_world(tmp_path, kind="forest", compression=["onnx", "prune"], max_quality_loss=0.05, min_holdout_rows=100)
+    seen: dict[str, list[pd.DataFrame]] = {"fit": [], "compress": [], "build": [], "select": []}
+
+    def spy(kind: str, function: Any, frame_at: int) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen[kind].append(args[frame_at])
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(sklearn.pipeline.Pipeline, "fit", spy("fit", sklearn.pipeline.Pipeline.fit, 1))  # every fit, early stopping included
+    monkeypatch.setattr(compress_module, "compress", spy("compress", compress_module.compress, 1))
+    monkeypatch.setattr(compress_module, "_validation", spy("build", compress_module._validation, 1))
+    monkeypatch.setattr(compress_module, "_rows", spy("select", compress_module._rows, 0))
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+    assert outcome.outcome == "promoted", outcome.reason
+
+    data = load_training_data(world.model, now=NOW)
+
+    def rows(frame: pd.DataFrame) -> set[tuple]:
+        return set(map(tuple, frame[FEATURES].astype(str).to_numpy()))
+
+    holdout, validation = rows(data.holdout), rows(data.validation)
+    assert len(holdout) == len(data.holdout) == 800  # rows are distinct, so set arithmetic is exact
+    (compressed_on,), (built_on,), (selected_on,) = seen["compress"], seen["build"], seen["select"]
+    assert rows(compressed_on) == validation
+    assert rows(built_on) | rows(selected_on) == validation and not rows(built_on) & rows(selected_on)
+    assert seen["fit"] and all(not rows(frame) & holdout for frame in seen["fit"])
+    assert all(not rows(frame) & holdout for frame in (compressed_on, built_on, selected_on))
+
+    # The gates' bounds are logged with the run and on the registered version.
+    client = mlflow.MlflowClient(world.config.mlflow.tracking_uri)
+    evaluated = child_runs(world.config, outcome.run_id)["evaluate"].data.metrics
+    improvement, compression = outcome.gates
+    assert evaluated["gate.improvement.lower_bound"] == pytest.approx(improvement.bound) and improvement.bound > 0.05
+    assert evaluated["gate.compression.lower_bound"] == pytest.approx(compression.bound) and compression.bound >= -0.05
+    assert evaluated["gate.confidence"] == 0.95 and evaluated["gate.holdout_rows"] == 800
+    tags = client.get_model_version("loans", outcome.version).tags
+    assert tags["driftd.gate.improvement"] == improvement.tag and "95% lower bound" in tags["driftd.gate.improvement"]
+    assert tags["driftd.gate.confidence"] == "0.95" and tags["driftd.gate.holdout_rows"] == "800"
+
+
+def test_a_lossy_variant_is_refused_below_the_holdout_minimum_and_the_cli_says_why(tmp_path, capsys):
+    import argparse
+
+    from monitor.commands import cmd_retrain
+
+    now = datetime.now(timezone.utc)
+    world = make_world(tmp_path, kind="forest", compression=["onnx", "prune"], max_quality_loss=0.05, min_holdout_rows=5000, now=now)
+    config = world.config.model_copy(update={"state_url": f"sqlite:///{tmp_path / 'state.db'}"})
+
+    assert cmd_retrain(config, argparse.Namespace(model="loans")) == 0
+
+    printed = capsys.readouterr().out
+    assert "chosen on 400 validation rows" in printed and "compressed: prune_trees" in printed  # a lossy choice ...
+    refusal = "refused: the holdout has 800 rows, fewer than retrain.min_holdout_rows (5000)"
+    assert refusal in printed  # ... refused at the gate
+    assert "gate improvement passed:" in printed and "95% lower bound" in printed
+    assert "gate compression passed: onnx variant loses" in printed
+    version = mlflow.MlflowClient(config.mlflow.tracking_uri).get_model_version("loans", "2")
+    assert version.tags["driftd.compression"] == "onnx"  # the lossless conversion serves
+    assert refusal in version.tags["driftd.gate.compression.refused"]
+    job = StateStore(config.state_url).retrain_jobs("loans")[0]
+    assert job.outcome == "promoted" and refusal in job.reason
 
 
 # --- against a real MLflow server -------------------------------------------------------------
