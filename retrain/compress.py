@@ -21,7 +21,8 @@ always built, it is the fallback and the base of int8):
   pruning of every tree; boosting -> fewer stages; linear models -> drop the input columns
   whose coefficients are smallest (zeroed coefficients alone would not shrink a dense ONNX
   tensor). Each family offers a ladder of candidates: the smallest model within 0, 1/4 and
-  1/2 of the loss budget on the BUILD rows.
+  1/2 of the loss budget on the BUILD rows, and for trees and stages also 1/2 and 1/4 of
+  them (rungs that do not lean on a curve the greedy order overfits).
 - ``quantize``: onnxruntime int8 dynamic quantization where the graph has MatMul/Gemm
   (MLPs); tree and linear ONNX-ML graphs are skipped with the reason.
 """
@@ -65,7 +66,7 @@ FIDELITY = 0.99
 BOUNDARY = 0.02  # probability gap under which a row sits on the decision boundary
 CCP_FACTORS = (2e-4, 6e-4)  # ccp_alpha as a fraction of the mean root impurity of the trees
 MAX_GREEDY = 128  # trees a greedy selection may pick
-FOREST_SHARES = (0.5, 0.25)  # shares of the greedily ordered trees offered as rungs
+SHARES = (0.5, 0.25)  # shares of the (greedily ordered) trees or stages offered as rungs
 MAX_PRUNE_ROWS = 20_000  # build rows used to choose what to prune
 BUILD_SHARE = 0.5  # of the validation rows, the rest select
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
@@ -449,7 +450,7 @@ def _prune_forest(val: _Validation) -> list[tuple[str, BaseEstimator, str]]:
         # greedy order reaches early by overfitting the build rows; and fixed shares of the
         # trees, which do not lean on the curve at all. The SELECT rows judge them all.
         rungs = {_smallest(curve, full - tol) for tol in val.tolerances}
-        rungs |= {max(1, round(len(order) * share)) for share in FOREST_SHARES}
+        rungs |= {max(1, round(len(order) * share)) for share in SHARES}
         for k in sorted(r for r in rungs if r is not None):
             if k == len(trees) and not alpha:
                 continue
@@ -517,11 +518,11 @@ def _prune_boosting(val: _Validation) -> list[tuple[str, BaseEstimator, str]]:
     booster = val.model.steps[-1][1]
     curve = np.array([bounds.score(val.metric, val.y, p) for p in booster.staged_predict(val.X)])
     found = {}
-    for tol in val.tolerances:
-        k = _smallest(curve, curve[-1] - tol)
-        if k is not None and k < len(curve):
-            note = f"{k}/{len(curve)} stages, build rows {abs(curve[k - 1]):.4f} vs {abs(curve[-1]):.4f}"
-            found[k] = (f"prune_stages(k={k})", _with_final(val.model, _first_stages(booster, k)), note)
+    rungs = {_smallest(curve, curve[-1] - tol) for tol in val.tolerances}
+    rungs |= {max(1, round(len(curve) * share)) for share in SHARES}  # as for forests
+    for k in sorted(r for r in rungs if r is not None and r < len(curve)):
+        note = f"{k}/{len(curve)} stages, build rows {abs(curve[k - 1]):.4f} vs {abs(curve[-1]):.4f}"
+        found[k] = (f"prune_stages(k={k})", _with_final(val.model, _first_stages(booster, k)), note)
     return list(found.values())
 
 

@@ -133,13 +133,13 @@ def improvement_gate(metric: str, champion_score: float | None, challenger_score
 
 def compression_gate(metric: str, variant: str, difference: Gain, max_quality_loss: float) -> Gate:
     """`difference`: gain of the serving variant over the uncompressed model (a loss is negative)."""
-    loss, worst = -difference.estimate, -difference.lower
+    worst = -difference.lower + 0.0  # + 0.0: no "-0.0000"
     passed = worst <= max_quality_loss + 1e-9  # float32 rounding is no loss
     return Gate(
         "compression", passed, difference.estimate, -max_quality_loss,
-        f"{variant} variant loses {loss:+.4f} {metric} vs the uncompressed challenger on {difference.rows} holdout rows, "
-        f"{difference.confidence:.0%} upper bound {worst:+.4f}, {'within' if passed else 'beyond'} the allowed "
-        f"{max_quality_loss:.4f} (retrain.max_quality_loss)",
+        f"{variant} variant vs the uncompressed challenger on {difference.rows} holdout rows: {metric} "
+        f"{difference.estimate + 0.0:+.4f}, {difference.confidence:.0%} upper bound of the loss {worst:.4f}, "
+        f"{'within' if passed else 'beyond'} the allowed {max_quality_loss:.4f} (retrain.max_quality_loss)",
         difference.lower, difference.confidence, difference.rows,
     )  # fmt: skip
 

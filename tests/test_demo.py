@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,14 @@ def test_demo_detects_the_shift_retrains_and_promotes_a_better_compressed_champi
     assert after[0].dataset_drifted, "the first window made only of shifted rows must show drift"
     job = store.retrain_jobs("loans")[0]
     assert (job.status, job.outcome) == ("succeeded", "promoted") and job.run_id
+    # After the promotion the alert resolves: the new champion is judged on the rows it served
+    # (the demo logs model_version), not on the old champion's post-shift rows.
+    alert = store.alert_state("loans", "DriftdDatasetDrift")
+    after_promotion = [d for d in store.decisions("loans", 200) if d.at > job.finished_at]
+    assert not alert.firing and alert.since > job.finished_at, "\n".join(d.reason for d in after_promotion)
+    assert not any("quality dropped" in d.reason for d in after_promotion)
+    summary = json.loads((directory / "summary.json").read_text())
+    assert summary["alert_resolved_at"] is not None and "alert resolved" in run.stdout
     store.close()
 
     from mlflow import MlflowClient

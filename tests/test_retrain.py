@@ -360,7 +360,7 @@ def test_a_lossy_variant_is_refused_below_the_holdout_minimum_and_the_cli_says_w
     refusal = "refused: the holdout has 800 rows, fewer than retrain.min_holdout_rows (5000)"
     assert refusal in printed  # ... refused at the gate
     assert "gate improvement passed:" in printed and "95% lower bound" in printed
-    assert "gate compression passed: onnx variant loses" in printed
+    assert "gate compression passed: onnx variant vs the uncompressed challenger" in printed
     version = mlflow.MlflowClient(config.mlflow.tracking_uri).get_model_version("loans", "2")
     assert version.tags["driftd.compression"] == "onnx"  # the lossless conversion serves
     assert refusal in version.tags["driftd.gate.compression.refused"]

@@ -41,7 +41,9 @@ def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
             "window": {"size": window, "min_rows": 200, "max_rows": 200_000, "quality_span": f"{6 * timeline.window:.3f}s"},
             "policy": {"alert_after": "2 of 3", "resolve_after": 3, "retrain_after": "3 of 3", "quality_drop": 0.1,
                        "cooldown": f"{20 * timeline.window:.3f}s", "max_retrains_per_day": 2},
-            "retrain": {"training_window": f"{2 * timeline.window:.3f}s", "min_labelled_rows": 800,
+            # Three windows: a retrain starts after 3 drifted windows, so these are post-shift rows,
+            # and with late labels a shorter span holds too few of them on a loaded machine.
+            "retrain": {"training_window": f"{3 * timeline.window:.3f}s", "min_labelled_rows": 800,
                         # ONNX conversion only: the demo's holdout (~300 rows) is too small to tell a
                         # pruned forest's real loss from noise (see retrain.compress), and the demo
                         # must show a champion that is better, not one that got lucky on 300 rows.
@@ -52,8 +54,11 @@ def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
             "registered_model": MODEL,
             "source": {"type": "sql", "url": "sqlite:///predictions.db", "table": "predictions"},
             "labels": {"type": "sql", "url": "sqlite:///predictions.db", "table": "outcomes"},
+            # model_version: the serving layer logs which version answered, so after the promotion the
+            # new champion is judged on its own rows only (monitor.attribution).
             "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
-                        "target": "defaulted", "numerical": NUMERICAL, "categorical": CATEGORICAL},
+                        "target": "defaulted", "model_version": "model_version",
+                        "numerical": NUMERICAL, "categorical": CATEGORICAL},
             "task": "binary_classification",
             "alerts": ["demo-sink"],
         }],

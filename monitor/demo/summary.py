@@ -19,6 +19,8 @@ class Summary:
     first_drift_at: datetime | None
     detection_delay_windows: int | None  # countable windows after the shift until the first drift
     alert: dict[str, Any] | None
+    alert_resolved_at: datetime | None  # the first resolution after the promotion
+    promoted_at: datetime | None
     retrain_run_id: str | None
     retrain_outcome: str | None
     retrain_reason: str | None
@@ -47,6 +49,7 @@ class Summary:
             + (f", {self.detection_delay_windows} window(s) after the shift" if self.detection_delay_windows else ""),
             f"  false alarms before it   {self.drift_windows_before_shift} drifted window(s)",
             f"  alert delivered          {self._alert_line()}",
+            f"  alert resolved           {self._resolved_line()}",
             f"  retrain run              {self.retrain_run_id or '-'} -> {self.retrain_outcome or 'none'}",
             f"  {self.metric or 'quality'} on post-shift data  champion {_n(self.champion_score)}  ->  challenger {_n(self.challenger_score)}",
             f"  model size               {_bytes(self.size_original)} -> {_bytes(self.size_compressed)} ({self.compression or 'uncompressed'})",
@@ -61,6 +64,12 @@ class Summary:
             "  Grafana + Prometheus + Alertmanager: docker compose -f deploy/docker-compose.yml up -d  (README: Run it in production)",
         ]
         return "\n".join(lines)
+
+    def _resolved_line(self) -> str:
+        if self.alert_resolved_at is None:
+            return "no (still firing)" if self.alert else "-"
+        after = f", {(self.alert_resolved_at - self.promoted_at).total_seconds():.0f} s after the promotion" if self.promoted_at else ""
+        return f"{_t(self.alert_resolved_at)}{after} (quality judged on the new champion's own rows)"
 
     def _alert_line(self) -> str:
         if not self.alert:
@@ -78,6 +87,8 @@ def build_summary(config: Config, model: ModelConfig, store: StateStore, shift_a
     job = jobs[0] if jobs else None
     run = _run_metrics(config, job.run_id) if job and job.run_id else {}
     champion_version, compression = _champion(config, model)
+    promoted_at = job.finished_at if job and job.outcome == "promoted" else None
+    resolved = [datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) for a in alerts if a.get("status") == "resolved" and a.get("endsAt")]
     return Summary(
         shift_at=shift_at,
         windows_checked=len(before),
@@ -85,6 +96,8 @@ def build_summary(config: Config, model: ModelConfig, store: StateStore, shift_a
         first_drift_at=after[first].window_end if first is not None else None,
         detection_delay_windows=first + 1 if first is not None else None,
         alert=next((a for a in alerts if a.get("status") == "firing"), None),
+        alert_resolved_at=min((at for at in resolved if promoted_at and at > promoted_at), default=None),
+        promoted_at=promoted_at,
         retrain_run_id=job.run_id if job else None,
         retrain_outcome=job.outcome if job else None,
         retrain_reason=job.reason if job else None,
