@@ -99,13 +99,23 @@ def paired_gain(metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, con
         z = float(NormalDist().inv_cdf(confidence))
         return Gain(metric, estimate, estimate - z * se, estimate + z * se, confidence, n)
     gains, ses = _gain_and_se(metric, _resampled_means(moments, rows, counts, draws, np.random.default_rng(seed)), n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # A resample with no spread at all is as extreme as it gets in its direction.
-        t = np.where(ses > 0, (gains - estimate) / ses, np.sign(gains - estimate) * np.inf)
-    t = np.nan_to_num(t, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    # A resample may hold none of the few rows where the models differ (spread 0): its standard
+    # error is then taken as one such row's worth, the resolution of the estimate.
+    t = (gains - estimate) / np.maximum(ses, _resolution(metric, ta, tb) / n)
     high = float(np.quantile(t, confidence, method="higher"))
     low = float(np.quantile(t, 1 - confidence, method="lower"))
     return Gain(metric, estimate, estimate - high * se, estimate - low * se, confidence, n)
+
+
+def _resolution(metric: str, ta: np.ndarray, tb: np.ndarray) -> float:
+    """The smallest non-zero change one row makes to the gain's influence values."""
+    if metric == "rmse":
+        ra, rb = np.sqrt(ta.mean()), np.sqrt(tb.mean())
+        influence = tb / (2 * rb) - ta / (2 * ra) if ra > 0 and rb > 0 else tb - ta
+    else:
+        influence = ta - tb
+    step = np.abs(influence - np.median(influence))
+    return float(step[step > 0].min()) if np.any(step > 0) else 1.0
 
 
 def _gain_and_se(metric: str, m: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
