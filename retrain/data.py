@@ -2,10 +2,12 @@
 
 Rows are the model's prediction logs in `retrain.training_window` before `now`, joined with
 their delayed labels (features + target only). They are split by time, never shuffled:
-the oldest 60 % train, the next 20 % validate (tuning, compression choices), and the most
-recent 20 % are the holdout on which champion and challenger are compared — the rows most
-like tomorrow's traffic. `retrain.reference_blend` mixes that share of the champion's
-reference rows into the training split only, so the holdout stays purely recent.
+the oldest 60 % train (an estimator's own early stopping carves its rows out of these), the
+next 20 % validate (tuning, and choosing the compressed variant: retrain.compress), and the
+most recent 20 % are the holdout — the rows most like tomorrow's traffic, seen by nothing but
+the gates (retrain.evaluate), so every gate is a test on rows its choice was not made on.
+`retrain.reference_blend` mixes that share of the champion's reference rows into the
+training split only, so the holdout stays purely recent.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
-from monitor.config import Config, MLflowConfig, ModelConfig, RetrainOptions
+from monitor.config import Config, MLflowConfig, ModelConfig
 from monitor.state import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
 from retrain.data import InsufficientData, load_training_data, split_by_time
