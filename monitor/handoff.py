@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 from monitor.logs import log_context
 from monitor.metrics import Metrics
@@ -18,8 +19,9 @@ log = logging.getLogger("driftd.retrain")
 
 
 class RetrainHandoff:
-    def __init__(self, config: Config, store: StateStore, metrics: Metrics) -> None:
+    def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None) -> None:
         self._config, self._store, self._metrics = config, store, metrics
+        self._clock = clock or SystemClock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
 
     def submit(self, job: RetrainJob, model: ModelConfig, trigger) -> Future:
@@ -48,7 +50,8 @@ class RetrainHandoff:
     def _retrain(self, model: ModelConfig, trigger):
         from retrain import run_retrain
 
-        return run_retrain(self._config, model, trigger, progress=lambda line: log.info("retrain: %s", line))
+        # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+        return run_retrain(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
 
     def _mark_failed(self, job: RetrainJob, reason: str) -> None:
         try:

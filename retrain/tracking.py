@@ -8,10 +8,10 @@ for it.
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING
 
 from monitor.config import Config, ModelConfig
+from monitor.redact import mask  # noqa: F401 - the one masker, re-exported for retrain's modules
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,18 +27,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # nor is its stdout
 }
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|token|access_token|secret|key|sig|signature)=)[^&;\s]+")
-
 
 class TrackingError(Exception):
     """MLflow could not be used; the message names the (masked) URI and what to check."""
-
-
-def mask(text: str) -> str:
-    """`text` with credentials in URLs (user:password@, ?token=…) replaced by ***."""
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _SECRET_QUERY.sub(r"\g<key>***", text)
 
 
 def tracking_uri(config: Config) -> str:

@@ -44,11 +44,11 @@ def test_example_config_in_the_repo_validates():
 
 
 def test_defaults_are_merged_into_each_model_and_models_override():
-    raw = {**MINIMAL, "defaults": {"window": {"size": "30m", "min_rows": 50}, "policy": {"alert_after": "1 of 2"}}}
-    raw["models"] = [{**MINIMAL["models"][0], "window": {"min_rows": 10}}]
+    raw = {**MINIMAL, "defaults": {"window": {"size": "30m", "min_rows": 300}, "policy": {"alert_after": "1 of 2"}}}
+    raw["models"] = [{**MINIMAL["models"][0], "window": {"min_rows": 60}}]
     model = _parse(raw).models[0]
     assert model.window.size == timedelta(minutes=30)
-    assert model.window.min_rows == 10
+    assert model.window.min_rows == 60
     assert model.policy.alert_after == NOfM(1, 2)
     assert model.policy.retrain_after == NOfM(3, 4)
 

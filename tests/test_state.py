@@ -104,7 +104,8 @@ def test_migrate_creates_the_schema_once_and_keeps_data(state_url: str) -> None:
 def test_a_database_from_a_newer_driftd_is_refused(store: StateStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"), {"v": SCHEMA_VERSION + 1, "t": T0})
-    with pytest.raises(StateError, match=r"schema version 2, newer than this driftd understands \(1\): upgrade driftd"):
+    newer, ours = SCHEMA_VERSION + 1, SCHEMA_VERSION
+    with pytest.raises(StateError, match=rf"schema version {newer}, newer than this driftd understands \({ours}\): upgrade driftd"):
         store.migrate()
 
 
