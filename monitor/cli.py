@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     adopt.add_argument("--reference", required=True, type=Path, help="the data the model was trained on")
     demo = sub.add_parser("demo", help="the embedded end-to-end demo", description="Train, monitor, drift, retrain and promote, all on this machine.")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its stores (default .demo)")
-    demo.add_argument("--speed", type=float, default=1.0, help="time acceleration factor (higher is faster)")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="how fast the simulated clock may run against the wall clock (default 1; the story is the same at any speed)")
     return parser
 
 

@@ -23,9 +23,16 @@ class RetrainHandoff:
         self._config, self._store, self._metrics = config, store, metrics
         self._clock = clock or SystemClock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
+        self._submitted: list[Future] = []
 
     def submit(self, job: RetrainJob, model: ModelConfig, trigger) -> Future:
-        return self._pool.submit(self._run, job, model, trigger)
+        future = self._pool.submit(self._run, job, model, trigger)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        return future
+
+    def idle(self) -> bool:
+        """No retrain queued or running (its outcome recorded and published)."""
+        return all(f.done() for f in self._submitted)
 
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):

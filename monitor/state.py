@@ -67,6 +67,7 @@ class CheckRecord:
     quality: Quality | None
     message: str | None
     drifted_features: tuple[str, ...] = ()
+    late_rows: int = 0  # of `rows`, those found behind the watermark (monitor.late)
 
 
 @dataclass(frozen=True)
@@ -289,12 +290,9 @@ def _quality_from_json(text: str | None) -> Quality | None:
     return Quality(int(data["labelled_rows"]), float(data["labelled_ratio"]), {k: float(v) for k, v in data["metrics"].items()})
 
 
-def _drifted_features(result_json: str) -> tuple[str, ...]:
-    features = json.loads(result_json).get("features") or []
-    return tuple(f["feature"] for f in features if f.get("drifted"))
-
-
 def _check_record(row: sa.Row[Any]) -> CheckRecord:
+    result = json.loads(row.result)
+    drifted = tuple(f["feature"] for f in result.get("features") or [] if f.get("drifted"))
     return CheckRecord(
         check_id=row.check_id,
         model=row.model,
@@ -308,7 +306,8 @@ def _check_record(row: sa.Row[Any]) -> CheckRecord:
         dataset_drifted=bool(row.dataset_drifted),
         quality=_quality_from_json(row.quality),
         message=row.message,
-        drifted_features=_drifted_features(row.result),
+        drifted_features=drifted,
+        late_rows=int(result.get("late_rows") or 0),
     )
 
 
