@@ -3,9 +3,11 @@ three writers append to a PostgreSQL table, each batch stamped when it is made a
 later (a transaction held open), while the real daemon checks every `--every` seconds with
 `lateness: 0s`. Every row id is then looked up in what the state store recorded as checked.
 
-    python bench/late_rows.py [--seconds 40] [--every 1.0] [--lookback 0s,1h]
+    python bench/late_rows.py [--seconds 40] [--every 1.0] [--lookback 0s,1h] [--overhead 100000,1000000]
 
-Prints, per look-back, rows written, checked once, checked twice, late rows found, and rows lost.
+Prints, per look-back, rows written, checked once, checked twice, late rows found, and rows lost;
+then what the look-back costs a check per number of rows inside it (Parquet source): the keys
+re-read, hashed and compared with the bookkeeping, and the size of one window's bookkeeping.
 Needs PostgreSQL at 127.0.0.1:5432 (database `test`, trust auth), as the integration tests do.
 """
 
@@ -110,17 +112,50 @@ def run(lookback: str, seconds: float, every: float) -> dict[str, float]:
     return {"written": len(frame), "checked": rows_checked, "once": once, "twice": twice, "late": late, "lost": lost}
 
 
+def overhead(rows: int) -> dict[str, float]:
+    from monitor.config import FilesSource
+    from monitor.late import Audit, find_late, seen_block
+    from monitor.results import Watermark
+    from monitor.sources import open_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        end = datetime.now(timezone.utc)
+        frame = predictions(rows, seed=1, start=end - timedelta(minutes=50), every=timedelta(minutes=50) / rows)
+        frame.to_parquet(Path(tmp) / "p.parquet", index=False)
+        source = open_source(FilesSource(type="files", path=f"{tmp}/*.parquet"), columns())
+        last = frame.iloc[-1]
+        mark = Watermark(pd.Timestamp(last["ts"]), int(last["id"]))
+        audit = Audit(pd.Timestamp(end - timedelta(hours=1)), np.sort(key_hashes(frame, columns())))
+        wanted = tuple(frame.columns)
+        started = time.perf_counter()
+        late = find_late(source, columns(), wanted, mark, audit, lookback_ns=3600 * 10**9)
+        find_s = time.perf_counter() - started
+        started = time.perf_counter()
+        block = seen_block(frame, columns(), mark, audit.audit_from, 3600 * 10**9)
+        blob = block.encoded()
+        seen_s = time.perf_counter() - started
+    assert late.empty
+    return {"find_s": find_s, "seen_s": seen_s, "blob_mb": len(blob) / 2**20}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--every", type=float, default=1.0)
     parser.add_argument("--lookback", default="0s,1h")
+    parser.add_argument("--overhead", default="100000,1000000", help="rows inside the look-back to time (comma-separated)")
     args = parser.parse_args()
     print(f"3 writers, 20-row batches, transactions open 0-3 s, checks every {args.every:g} s, lateness 0s, {args.seconds:g} s")
     print(f"{'lookback':>9} {'written':>8} {'checked':>8} {'late found':>10} {'twice':>6} {'lost':>6} {'lost %':>7}")
-    for lookback in args.lookback.split(","):
+    for lookback in filter(None, args.lookback.split(",")):
         r = run(lookback, args.seconds, args.every)
         print(f"{lookback:>9} {r['written']:>8} {r['checked']:>8} {r['late']:>10} {r['twice']:>6} {r['lost']:>6} {100 * r['lost'] / r['written']:>6.1f}%")
+    print()
+    print("cost of the look-back per check (Parquet source, every row already checked)")
+    print(f"{'rows in look-back':>18} {'re-read+compare s':>18} {'bookkeeping s':>14} {'stored MB':>10}")
+    for rows in (int(r) for r in args.overhead.split(",") if r):
+        o = overhead(rows)
+        print(f"{rows:>18} {o['find_s']:>18.2f} {o['seen_s']:>14.2f} {o['blob_mb']:>10.1f}")
 
 
 if __name__ == "__main__":

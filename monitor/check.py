@@ -20,7 +20,7 @@ import pandas as pd
 
 from monitor.config import ModelConfig
 from monitor.labels import attach_labels
-from monitor.late import Audit, Seen, find_late, seen_block, since
+from monitor.late import Audit, Seen, audit_start, find_late, seen_block
 from monitor.redact import mask
 from monitor.results import CheckResult, CheckStatus, Quality, Watermark
 from monitor.sources import watermark_of
@@ -118,7 +118,7 @@ def _read_late(inputs: Inputs, spec: WindowSpec) -> pd.DataFrame:
 
 def seen_of(window: Window, spec: WindowSpec, model: ModelConfig) -> Seen | None:
     """The late-row bookkeeping to commit with this window (None for one-off checks)."""
-    start = since(spec.audit, window.start) if spec.audit is not None else None
+    start = audit_start(spec.audit, window.start) if spec.audit is not None else None
     if start is None or window.watermark is None:
         return None
     lookback_ns = int(model.window.lookback.total_seconds() * 1e9)

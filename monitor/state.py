@@ -401,7 +401,7 @@ class StateStore:
                 return NO_AUDIT
             query = sa.select(seen_keys.c.hashes).where(seen_keys.c.model == model, seen_keys.c.max_ts_ns > start)
             blobs = [decode(row.hashes) for row in conn.execute(query)]
-        hashes = np.concatenate(blobs) if blobs else np.empty(0, dtype=np.uint64)
+        hashes = np.sort(np.concatenate(blobs)) if blobs else np.empty(0, dtype=np.uint64)
         return Audit(pd.Timestamp(start, unit="ns", tz="UTC"), hashes)
 
     def seen_rows(self, model: str) -> int:
