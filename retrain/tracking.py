@@ -8,6 +8,7 @@ for it.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING
 
 from monitor.config import Config, ModelConfig
@@ -104,7 +105,11 @@ _CONNECTION_PROBLEMS = (
 
 
 def connection_problem(text: str) -> str | None:
-    """A short name for an HTTP connection failure buried in an MLflow message, else None."""
+    """A short name for an HTTP connection failure buried in an MLflow message (or already
+    named by `describe`), else None."""
+    described = re.search(r"cannot connect \(([^)]+)\)", text)
+    if described:
+        return described.group(1)
     for marker, problem in _CONNECTION_PROBLEMS:
         if marker in text:
             return problem
