@@ -11,10 +11,11 @@ being the old model's rows). So the labelled rows of a quality span are attribut
 - without it: by time. Rows logged after the champion's promotion are its own; earlier rows
   belong to the version it replaced. The promotion time is the champion's `driftd.promoted_at`
   version tag, written by every promotion and rollback driftd makes: it lives with the alias in
-  the registry, so every replica and the CLI read the same time and it survives restarts. An
-  alias moved outside driftd has no such tag; then the time this process first saw the new
-  champion stands in (later than the real switch, so old rows still never count against the
-  new champion; a model already champion when driftd started is taken to have served it all).
+  the registry, so every replica and the CLI read the same time and it survives restarts. When
+  this process saw the champion replace another version, the later of that sighting (on the
+  daemon's clock) and the tag counts: an alias moved outside driftd leaves a stale tag or none,
+  and a sighting is never before the real switch, so old rows never count against the new
+  champion (a model already champion when driftd started, with no tag, served it all).
 
 Each version's rows are scored on their own. Only the champion's rows are compared with the
 champion's validation score; other versions' rows are reported beside their own score.

@@ -11,12 +11,13 @@ import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 
 if TYPE_CHECKING:
@@ -61,9 +62,10 @@ class Loaded:
 class References:
     """Caches one prepared reference per model, refreshed when the champion version changes."""
 
-    def __init__(self, config: Config, override: Path | None = None) -> None:
+    def __init__(self, config: Config, override: Path | None = None, clock: Clock | None = None) -> None:
         self._config = config
         self._override = override
+        self._clock = clock or SystemClock()  # the daemon's: a simulation's promotions happen on its time
         self._cache: dict[str, Loaded] = {}
         # One lock per model: preparing one model's reference must not stall the others' checks.
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -123,7 +125,7 @@ class References:
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
             replaced = cached.champion.version if cached is not None and cached.champion is not None else None
-            loaded = Loaded(prepared, champion, datetime.now(timezone.utc) if replaced else None, replaced)
+            loaded = Loaded(prepared, champion, self._clock.now() if replaced else None, replaced)
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
@@ -135,7 +137,10 @@ class References:
         champion = loaded.champion
         if champion is None:
             return None
-        since = champion.promoted_at or loaded.seen_since
+        # The later of the two: the tag is exact for driftd's own promotions but stale after an
+        # alias move elsewhere (and on the wall clock in a simulation); the sighting is always
+        # at or after the switch. Later only ever hands old rows to the old version.
+        since = max((t for t in (champion.promoted_at, loaded.seen_since) if t is not None), default=None)
         previous = loaded.seen_previous or champion.promoted_over
         return Attribution(champion.version, since, previous, lambda version: self.validation_score(model, version))
 

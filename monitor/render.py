@@ -47,6 +47,10 @@ def check_report(result: CheckResult) -> str:
             own = f" (its validation score {other.validation_score:.4f})" if other.validation_score is not None else ""
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(other.metrics.items()))
             parts.append(f"  not counted: {other.labelled_rows} labelled rows served by version {other.version}{own}: {metrics}")
+    if result.late_rows:
+        parts.append(f"{result.late_rows} late rows (committed after the watermark passed them) are in this window")
+    if result.null_timestamps:
+        parts.append(f"WARNING: {result.null_timestamps} rows have no timestamp and can never be checked; fix the logging")
     parts.append(verdict(result))
     return "\n".join(parts)
 
