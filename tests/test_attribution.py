@@ -41,7 +41,7 @@ def model_config(tmp_path, *, version_column: bool) -> ModelConfig:
     return ModelConfig(
         name="churn", source=FilesSource(type="files", path=str(tmp_path / "logs" / "*.parquet")),
         columns=columns().model_copy(update={"model_version": "served_by" if version_column else None}),
-        task="binary_classification", window={"size": "1h", "min_rows": 10, "quality_span": "1h"},
+        task="binary_classification", window={"size": "1h", "min_rows": 100, "quality_span": "1h"},
     )  # fmt: skip
 
 
