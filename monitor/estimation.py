@@ -28,7 +28,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import pandas as pd
 
@@ -154,6 +154,30 @@ def estimation_errors_from(estimated: EstimatedQuality, realized: Mapping[str, f
         for e in estimated.estimates
         if e.metric in realized and not math.isnan(realized[e.metric])
     )
+
+
+def fit_estimator(
+    task: str,
+    reference: pd.DataFrame,
+    *,
+    prediction: str,
+    target: str,
+    probability: str | Mapping[Any, str] | None = None,
+    numerical: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    seed: int = 0,
+) -> QualityEstimator:
+    """The estimator for a model's task (monitor.config.Task), fitted on its labelled reference:
+    CBPE for classifiers (from `probability`), DLE for regressors (from the features)."""
+    if task == "regression":
+        from monitor.dle import fit_dle
+
+        return fit_dle(reference, numerical=list(numerical), categorical=list(categorical), prediction=prediction, target=target, seed=seed)
+    if probability is None:
+        raise EstimatorError("estimating a classifier's quality needs its logged probabilities; configure columns.probability")
+    from monitor.cbpe import fit_cbpe
+
+    return fit_cbpe(reference, prediction=prediction, probability=probability, target=target, seed=seed)
 
 
 # --- persistence ------------------------------------------------------------------------

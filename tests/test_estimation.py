@@ -248,3 +248,15 @@ def test_dle_refuses_what_it_cannot_use(dle):
         dle.estimate(window.assign(**{"x value": "seven"}))
     with pytest.raises(EstimatorError, match="at least 200"):
         fit_dle(window.iloc[:100], numerical=["x value"], categorical=[], prediction=PRED, target=TARGET)
+
+
+def test_fit_estimator_picks_the_method_for_the_task():
+    from monitor.estimation import fit_estimator
+
+    rng = np.random.default_rng(15)
+    classifier = fit_estimator("binary_classification", binary_rows(2_000, rng), prediction=PRED, probability=PROBA, target=TARGET)
+    assert isinstance(classifier, CBPE)
+    regressor = fit_estimator("regression", regression_rows(1_000, rng), prediction=PRED, target=TARGET, numerical=["x value"], categorical=["kind"])
+    assert isinstance(regressor, DLE) and regressor.metrics == ("mae", "rmse")
+    with pytest.raises(EstimatorError, match="columns.probability"):
+        fit_estimator("multiclass_classification", binary_rows(500, rng), prediction=PRED, target=TARGET)
