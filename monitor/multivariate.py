@@ -38,6 +38,7 @@ Learners (a registry; bench/estimation.py compares them on cost and power):
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -158,7 +159,7 @@ def domain_classifier_test(
     n = len(current)
     if n < MIN_ROWS:
         if cap < MIN_ROWS:
-            raise MultivariateError(f"the reference has {len(reference.matrix)} rows; the multivariate test needs at least {int(MIN_ROWS / reference_share)} (a tenth of it is tested)")
+            raise MultivariateError(f"the reference has {len(reference.matrix)} rows; the multivariate test needs at least {math.ceil(MIN_ROWS / reference_share)} (at most {reference_share:.0%} of it is tested)")
         raise MultivariateError(f"the window has {n} rows; the multivariate test needs at least {MIN_ROWS}")
     m = min(len(reference.matrix), n)
     baseline = reference.matrix[rng.choice(len(reference.matrix), m, replace=False)]

@@ -120,3 +120,11 @@ def test_clear_errors(domain, reference):
         domain_classifier_test(domain, rows(500, rng).assign(f4="x"))
     with pytest.raises(MultivariateError, match="lacks feature columns"):
         prepare_domain_reference(reference, [*NUM, "missing"], CAT)
+
+
+def test_a_small_reference_limits_the_tested_rows(reference):
+    small = prepare_domain_reference(reference.iloc[:3_000], NUM, CAT)
+    result = domain_classifier_test(small, rows(2_000, np.random.default_rng(7)), seed=0)
+    assert result.window_rows == 300  # a tenth of the reference: the p-value stays honest
+    with pytest.raises(MultivariateError, match="needs at least 500"):
+        domain_classifier_test(prepare_domain_reference(reference.iloc[:400], NUM, CAT), rows(2_000, np.random.default_rng(8)))
