@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 from monitor import __version__
 from monitor.check import Inputs, WindowSpec, run_check
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 from monitor.logs import log_context, set_check_id
 from monitor.metrics import Metrics
@@ -32,18 +33,20 @@ MAX_CATCH_UP = 20  # windows per tick when behind; bounded so one model cannot h
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         from monitor.alerts import Notifier
         from monitor.handoff import RetrainHandoff
 
         self.config = config
+        self.clock = clock or SystemClock()
         self.metrics = Metrics(version=__version__)
-        self.store = StateStore(config.state_url)
+        self.store = StateStore(config.state_url, clock=self.clock)
         self.store.migrate()
         self.references = References(config)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
-        self.handoff = RetrainHandoff(config, self.store, self.metrics)
+        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
         self._inputs: dict[str, Inputs] = {}
+        self._null_timestamps: dict[str, int] = {}  # last count per model, to log a change once
         self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
         self._stop = threading.Event()
         self._active = 0
@@ -53,7 +56,9 @@ class Daemon:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, schedule: bool = True) -> None:
+        """Recover, serve the HTTP endpoints and (unless `schedule` is False: the caller then
+        drives `tick` itself, as the demo does on its simulated clock) schedule the checks."""
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -61,6 +66,11 @@ class Daemon:
             log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
             self.metrics.retrain_finished(job.model, "failed", None)
         self._server = self._start_server()
+        if not schedule:
+            for model in self.config.models:
+                self._intervals[model.name] = _trigger(model)[1]
+                self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+            return
         # One thread per model: a slow model never delays the others.
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(2, len(self.config.models)))},
@@ -121,7 +131,7 @@ class Daemon:
                 return self._catch_up(model)
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
-            self.metrics.publish_check(_failed(model, "internal error; see the daemon log"))
+            self.metrics.publish_check(_failed(model, "internal error; see the daemon log", self.clock.now()))
             return None
         finally:
             with self._active_lock:
@@ -145,7 +155,7 @@ class Daemon:
             loaded = self.references.get(model)
         except ReferenceError as exc:
             log.error("no reference: %s", exc)
-            result = _failed(model, str(exc))
+            result = _failed(model, str(exc), self.clock.now())
             self.metrics.publish_check(result)
             return result
         if loaded.champion is not None:
@@ -153,18 +163,18 @@ class Daemon:
         try:
             inputs = self._inputs_for(model)
         except SourceError as exc:  # e.g. a missing SQLite file or database driver
-            result = replace(_failed(model, str(exc)), details={"source_error": exc.kind})
+            result = replace(_failed(model, str(exc), self.clock.now()), details={"source_error": exc.kind})
             self._publish(model, result, loaded.champion)
             log.error("source unusable: %s", exc)
             return result
         # The window's end is taken only now, after the (possibly slow) reference preparation,
         # so it is as close as possible to the moment the rows are read.
-        now = datetime.now(timezone.utc)
-        spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now))
+        now = self.clock.now()
+        spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now), audit=self.store.audit(model.name))
         checked = run_check(inputs, loaded.prepared, spec, now=now)
         result = checked.result
         set_check_id(result.check_id)
-        self.store.record_check(result)
+        self.store.record_check(result, checked.seen)
         self._publish(model, result, loaded.champion)
         self._log(result)
         if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
@@ -186,6 +196,7 @@ class Daemon:
 
     def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
         self.metrics.publish_check(result)
+        self._input_problems(model, result)
         kind = result.details.get("source_error")
         if kind:
             self.metrics.source_error(model.name, kind)
@@ -199,9 +210,26 @@ class Daemon:
                 drop = quality_drop(champion.validation_score, result.quality.metrics[metric], metric)
                 self.metrics.quality_drop(model.name, metric, drop, model.policy.quality_drop)
 
+    def _input_problems(self, model: ModelConfig, result: CheckResult) -> None:
+        """Late rows (counted when their window is recorded) and rows no window can hold."""
+        from monitor.check import null_timestamps_note
+
+        if result.status in (CheckStatus.OK, CheckStatus.DRIFT) and result.late_rows:
+            self.metrics.late_rows(model.name, result.late_rows)
+        if result.status is CheckStatus.ERROR and "source_error" in result.details:
+            return  # the source could not be read: the count is unknown, not zero
+        self.metrics.null_timestamp_rows(model.name, result.null_timestamps)
+        if result.null_timestamps != self._null_timestamps.get(model.name, 0):
+            if result.null_timestamps:
+                log.warning("%s", null_timestamps_note(result.null_timestamps, model.name))
+            else:
+                log.info("no rows without a timestamp any more")
+        self._null_timestamps[model.name] = result.null_timestamps
+
     def _log(self, result: CheckResult) -> None:
         if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
-            log.info("%s: %d rows, %.0f%% of features drifted%s", result.status.value, result.rows,
+            late = f" ({result.late_rows} of them late)" if result.late_rows else ""
+            log.info("%s: %d rows%s, %.0f%% of features drifted%s", result.status.value, result.rows, late,
                      100 * result.drifted_share, f" ({', '.join(result.drifted_features)})" if result.drifted_features else "")
         elif result.status is CheckStatus.INSUFFICIENT_DATA:
             log.info("insufficient data: %s", result.message)
@@ -283,15 +311,13 @@ class Daemon:
         self.handoff.submit(job, model, trigger)
 
     def _save_report(self, model: ModelConfig, result: CheckResult, snapshot):
-        import tempfile
-        from pathlib import Path
-
         if snapshot is None:
             return None
         from monitor.drift import save_report_html
+        from monitor.paths import reports_dir
 
         try:
-            return save_report_html(snapshot, Path(tempfile.gettempdir()) / "driftd-reports" / model.name / f"{result.check_id}.html")
+            return save_report_html(snapshot, reports_dir(self.config, model.name) / f"{result.check_id}.html")
         except Exception as exc:  # the report is a convenience; the retrain must not depend on it
             log.warning("could not render the drift report: %s", exc)
             return None
@@ -342,10 +368,13 @@ def _action(decision) -> str:
     return ",".join(parts) or "none"
 
 
-def _failed(model: ModelConfig, message: str) -> CheckResult:
+def _failed(model: ModelConfig, message: str, now: datetime | None = None) -> CheckResult:
     import uuid
 
-    now = datetime.now(timezone.utc)
+    from monitor.redact import mask
+
+    message = mask(message)
+    now = now or datetime.now(timezone.utc)
     return CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
                        window_start=None, window_end=now, message=message)
 
