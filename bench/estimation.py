@@ -17,7 +17,7 @@ Sections (all seeded; --seeds sets how many independent worlds each summary aver
   null        false-alarm rate of the multivariate test on undrifted windows of a 20-feature
               mixed model (normal, lognormal, Poisson, zero-inflated, constant, binary,
               3-level and 50-level categoricals, 5% missing) at n = 500, 2,000, 10,000.
-  pool        (not run by default: ~20 min) the false-alarm rate conditional on one fixed
+  pool        (not run by default: ~10 min) the false-alarm rate conditional on one fixed
               reference as the window's share of it grows: why the tested rows are capped.
   power       detection rate of the learners for several joint changes at n = 2,000.
   cost        seconds (wall and CPU, one thread) per multivariate check at n = 2,000, 5,000,
