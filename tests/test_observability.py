@@ -101,12 +101,17 @@ class _Story:
         wait_for(self.daemon.handoff.idle, timeout=300)
         self.serving.refresh()
 
-    def until_promoted(self) -> None:
+    def until_promoted(self, on_drift=None) -> None:
+        """`on_drift` runs once, right after the first drifted window: time stands still until it
+        returns, so a scraper can see the drift however fast the machine steps the story."""
         for _ in range(3):
             self.step()
         self.production.shift(1.0)
         for _ in range(12):
             self.step()
+            if on_drift is not None and self.daemon.store.recent_checks(MODEL, 1)[0].dataset_drifted:
+                on_drift()
+                on_drift = None
             jobs = [j for j in self.daemon.store.retrain_jobs(MODEL) if j.status in ("succeeded", "failed")]
             if jobs:
                 assert jobs[0].outcome == "promoted", jobs[0].reason
@@ -134,7 +139,10 @@ def test_dashboards_rules_and_route_work_against_a_real_driftd(tmp_path):
                 start_prometheus_with(_prometheus_config(f"127.0.0.1:{port}", am_url, _rules(tmp_path)), tmp_path) as prom:
             daemon.start(schedule=False)
             try:
-                story.until_promoted()
+                # Prometheus must see the drift before the story moves on (a fast machine would
+                # otherwise step through the drifted windows between two rule evaluations).
+                story.until_promoted(on_drift=lambda: wait_for(
+                    lambda: query(prom, f'ALERTS{{alertname="DriftdDatasetDrift",alertstate="firing",model="{MODEL}"}}'), timeout=60))
                 # Everything a retrain exports has been scraped at least once.
                 wait_for(lambda: query(prom, f'driftd_model_size_bytes{{model="{MODEL}"}}'), timeout=30)
                 _assert_every_panel_evaluates(prom)
