@@ -15,10 +15,18 @@ from monitor.exits import FAILURE, OK, USAGE, Failure
 
 
 def _timestamp(text: str) -> datetime:
+    """An ISO-8601 time (UTC when it has no zone), or a duration back from now (`7d`, `12h`)."""
+    from monitor.config import parse_duration
+
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2026-11-27T10:00:00Z)") from None
+        try:
+            return datetime.now(timezone.utc) - parse_duration(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither an ISO-8601 time (e.g. 2026-11-27T10:00:00Z) nor a duration back from now (e.g. 7d, 12h)"
+            ) from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -41,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--since", type=_timestamp, help="window start (default: until - window.size)")
     check.add_argument("--until", type=_timestamp, help="window end (default: now)")
     check.add_argument("--reference", type=Path, help="reference file (Parquet/CSV/JSONL) instead of the champion's")
+    backfill = command("backfill", "check past windows back to back as the daemon would (exit 1 if any drifted)", model=True)
+    backfill.add_argument("--since", required=True, type=_timestamp, help="where to start (ISO-8601 time, or a duration back from now: 30d)")
+    backfill.add_argument("--until", type=_timestamp, help="where to stop (default: now - window.lateness)")
+    backfill.add_argument("--json", action="store_true", help="one JSON line per window: the `check --json` fields and the policy decision")
+    backfill.add_argument("--dry-run", action="store_true", help="write nothing: run on a throwaway state store, from --since")
+    backfill.add_argument("--alerts", action="store_true", help="send the alerts the policy fires (off by default: the windows are history)")
     command("retrain", "retrain, recompress and gate the model now", model=True)
     command("status", "models, champion versions and last checks")
     command("skip-window", "record the model's next window as skipped and move past it (for rows that cannot be checked)", model=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 
 from monitor.exits import DRIFT, FAILURE, OK, Failure
@@ -35,6 +36,45 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         inputs.close()
     print(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
+
+
+def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from monitor.backfill import BackfillError, Progress, Window, backfill, window_line
+    from monitor.cycle import live_edge
+    from monitor.state import StateError
+
+    setup_logging(config.logging.level, config.logging.format)
+    model = config.model(args.model)
+    until = args.until or live_edge(model, datetime.now(timezone.utc))
+    progress = Progress(args.since, until)
+    shown: list[Window] = []
+    out = sys.stderr if args.json else sys.stdout
+
+    def show(window: Window) -> None:
+        shown.append(window)
+        progress.clear()
+        print(json.dumps(window.to_dict(dry_run=args.dry_run), default=str) if args.json else window_line(window), flush=True)
+        progress.update(window.turn.result.window_end, len(shown))
+
+    try:
+        with log_context(model=model.name):
+            summary = backfill(config, model, since=args.since, until=until, dry_run=args.dry_run, alerts=args.alerts,
+                               on_window=show, say=lambda line: print(line, file=out, flush=True))
+    except (BackfillError, StateError) as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        progress.clear()
+    counts = Counter(w.turn.result.status.value for w in summary.windows)
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no windows"
+    where = "nothing recorded (--dry-run)" if args.dry_run else "recorded in the state store"
+    print(f"{model.name}: {len(summary.windows)} windows ({tally}); {where}", file=out)
+    if summary.failed is not None:
+        raise Failure(f"stopped at a window that cannot be checked: {summary.failed.turn.result.message} "
+                      "(the daemon would hold there too; fix the input, or move past it with `driftd skip-window`)")
+    return DRIFT if summary.drifted else OK
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
@@ -77,6 +117,7 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from monitor.consequences import retrain_status
     from monitor.reference import registry_exists
     from retrain.registry import champion
 
@@ -86,8 +127,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         try:
             current = champion(config, model) if registry_exists(config) else None
             version = current.version if current else "none"
+            retraining = retrain_status(model, current)
         except Exception as exc:  # status must still show the state store when MLflow is down
             version = f"unavailable ({type(exc).__name__})"
+            retraining = "unknown (registry unavailable)"
         last = next(iter(store.recent_checks(model.name, 1)), None)
         alert = store.alert_state(model.name, "DriftdDatasetDrift")
         jobs = store.retrain_jobs(model.name)
@@ -97,8 +140,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             f"{last.drifted_share:.0%}" if last else None,
             "firing" if alert and alert.firing else "-",
             f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,
+            retraining,
         ))
-    print(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain"), rows))
+    print(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain", "retraining"), rows))
     return OK
 
 
