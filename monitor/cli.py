@@ -62,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("--version", required=True, dest="model_version")
     command("rollback", "give the champion alias back to the previous champion", model=True)
     adopt = command("adopt", "put an existing MLflow model under driftd's care", model=True)
-    origin = adopt.add_mutually_exclusive_group(required=True)
+    origin = adopt.add_mutually_exclusive_group()
     origin.add_argument("--run", dest="run_id", help="MLflow run id holding a sklearn model at 'model'")
     origin.add_argument("--model-uri", help="MLflow model URI (runs:/…, models:/…)")
+    adopt.epilog = "Without --run or --model-uri: the model `driftd init --model-file/--model-uri` imported last."
     adopt.add_argument("--reference", required=True, type=Path, help="the data the model was trained on")
     demo = sub.add_parser("demo", help="the embedded end-to-end demo", description="Train, monitor, drift, retrain and promote, all on this machine.")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its stores (default .demo)")

@@ -199,6 +199,8 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
     model = config.model(args.model)
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
     print(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
+    print(f"retraining of {model.name}: enabled" if model.retrain.enabled else
+          f"retraining of {model.name}: disabled (retrain.enabled: false)")
     return OK
 
 
