@@ -67,6 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     origin.add_argument("--model-uri", help="MLflow model URI (runs:/…, models:/…)")
     adopt.epilog = "Without --run or --model-uri: the model `driftd init --model-file/--model-uri` imported last."
     adopt.add_argument("--reference", required=True, type=Path, help="the data the model was trained on")
+    init = sub.add_parser("init", help="write a configuration inferred from your logs (and reference, and model)",
+                          description="Sample the prediction logs, infer each column's role (reasons printed), write a "
+                                      "commented configuration, validate it, and print the commands to run next.")
+    logs = init.add_mutually_exclusive_group(required=True)
+    logs.add_argument("--logs", help="glob of the prediction logs (Parquet, CSV, JSON lines), e.g. 'logs/*.parquet'")
+    logs.add_argument("--sql-url", help="SQLAlchemy URL of the prediction-log database (a password in it is kept out of the file)")
+    init.add_argument("--table", help="with --sql-url: the predictions table")
+    init.add_argument("--query", help="with --sql-url: a SELECT over the predictions instead of a table")
+    init.add_argument("--schema", help="with --sql-url: the database schema of the tables")
+    labels = init.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help="glob of the delayed labels (id and label columns; a timestamp is optional)")
+    labels.add_argument("--labels-table", help="with --sql-url: the labels table")
+    init.add_argument("--reference", type=Path, help="the data the model was trained on (Parquet, CSV, JSON lines)")
+    model_origin = init.add_mutually_exclusive_group()
+    model_origin.add_argument("--model-file", type=Path, help="a pickled/joblib scikit-learn model to import for `driftd adopt`")
+    model_origin.add_argument("--model-uri", help="an MLflow scikit-learn model URI (runs:/…, models:/…) to import for `driftd adopt`")
+    init.add_argument("--mlflow-uri", help="MLflow tracking URI for the configuration (default: sqlite:///mlflow.db beside it)")
+    init.add_argument("--name", help="the model's name in driftd and the MLflow registry (default: from the model file)")
+    init.add_argument("-o", "--output", type=Path, default=Path("driftd.yaml"), help="configuration to write (default driftd.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite the output file")
+    for role in ("timestamp", "id", "prediction", "probability", "target"):
+        init.add_argument(f"--{role}", metavar="COLUMN", help=f"the {role} column, when the inferred one is wrong")
+    init.add_argument("--task", choices=["binary_classification", "multiclass_classification", "regression"])
+    init.add_argument("--sample-rows", type=int, default=10_000, help="rows of the logs to look at (default 10000, the newest)")
     demo = sub.add_parser("demo", help="the embedded end-to-end demo", description="Train, monitor, drift, retrain and promote, all on this machine.")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its stores (default .demo)")
     demo.add_argument("--speed", type=float, default=1.0, help="time acceleration factor (higher is faster)")
@@ -83,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     except Failure as exc:
         print(f"driftd: {exc}", file=sys.stderr)
-        return FAILURE
+        return exc.code
     except KeyboardInterrupt:
         return FAILURE
     except Exception as exc:  # a bug or an unforeseen error: still exit 3, never 1 ("drift")
@@ -103,6 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from monitor.demo import run_demo
 
         return run_demo(args.dir, speed=args.speed)
+    if args.command == "init":
+        from monitor.onboard import request_of, run_init
+
+        return run_init(request_of(args))
     config = load_config(args.config)
     if args.command == "validate":
         print(f"OK: {args.config} ({len(config.models)} models: {', '.join(m.name for m in config.models) or 'none'})")

@@ -4,4 +4,9 @@ OK, DRIFT, USAGE, FAILURE = 0, 1, 2, 3
 
 
 class Failure(Exception):
-    """A runtime failure with a message for the user (exit 3)."""
+    """A failure with a message for the user: exit 3 (runtime), or `code` (e.g. USAGE for what
+    the user can settle with an option)."""
+
+    def __init__(self, message: str, code: int = FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
