@@ -239,8 +239,7 @@ def _window(sample: pd.DataFrame, timestamp: str) -> tuple[dict[str, str], str]:
 
 
 def _model_name(request: Request) -> str:
-    raw = request.name or (request.model_file.stem if request.model_file else None) or request.table \
-        or Path(request.logs or "model").parent.name or "model"
+    raw = request.name or (request.model_file.stem if request.model_file else None) or request.table or "model"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-._") or "model"
     if request.name and name != request.name:
         raise _usage(f"--name {request.name!r}: model names use letters, digits, '_', '.' and '-' (e.g. {name!r})")
