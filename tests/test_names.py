@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from monitor.check import Inputs, WindowSpec, run_check
-from monitor.config import Config, FilesSource, MLflowConfig, ModelConfig
+from monitor.config import Config, MLflowConfig, ModelConfig
 from monitor.reference import References
 from monitor.results import CheckStatus
 from monitor.sources import open_source
