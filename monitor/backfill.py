@@ -25,7 +25,7 @@ from monitor.check import Inputs
 from monitor.config import Config, ModelConfig
 from monitor.cycle import Cycle, Turn, live_edge
 from monitor.policy import Decision
-from monitor.results import CheckStatus
+from monitor.results import CheckStatus, Watermark
 from monitor.state import StateStore
 
 IN_MEMORY = "sqlite://"
@@ -55,7 +55,6 @@ class Window:
 @dataclass
 class Summary:
     windows: list[Window] = field(default_factory=list)
-    start: datetime | None = None  # where the first window began
     note: str | None = None  # e.g. resumed after the watermark
 
     @property
@@ -80,11 +79,10 @@ def backfill(config: Config, model: ModelConfig, *, since: datetime, until: date
         raise BackfillError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
     store = StateStore(IN_MEMORY if dry_run else config.state_url)
     store.migrate()
-    note = _resume_note(store, model, since, until)
     mark = store.watermark(model.name)
-    summary = Summary(start=mark.timestamp if mark else since, note=note)
-    if note:
-        say(note)
+    summary = Summary(note=_resume_note(mark, model, since, until))
+    if summary.note:
+        say(summary.note)
     if mark is not None and mark.timestamp >= until:
         store.close()
         return summary
@@ -116,9 +114,8 @@ def backfill(config: Config, model: ModelConfig, *, since: datetime, until: date
         store.close()
 
 
-def _resume_note(store: StateStore, model: ModelConfig, since: datetime, until: datetime) -> str | None:
+def _resume_note(mark: Watermark | None, model: ModelConfig, since: datetime, until: datetime) -> str | None:
     """Where a recorded backfill starts: at --since, or after the model's watermark; never with a gap."""
-    mark = store.watermark(model.name)
     if mark is None:
         return None
     if mark.timestamp < since:
@@ -157,19 +154,23 @@ def _notifier(config: Config):
 
 
 class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal. The bar spans
+    from the first window's start (--since, or the watermark it continued after) to --until."""
 
     WIDTH = 30
 
-    def __init__(self, since: datetime, until: datetime, stream: TextIO = sys.stderr) -> None:
-        self._since, self._span = since, max((until - since).total_seconds(), 1e-9)
+    def __init__(self, until: datetime, stream: TextIO = sys.stderr) -> None:
+        self._until = until
+        self._origin: datetime | None = None
         self._stream = stream
         self.enabled = stream.isatty()
 
-    def update(self, reached: datetime, windows: int) -> None:
+    def update(self, start: datetime | None, reached: datetime, windows: int) -> None:
         if not self.enabled:
             return
-        share = min(max((reached - self._since).total_seconds() / self._span, 0.0), 1.0)
+        self._origin = self._origin or start or reached
+        span = max((self._until - self._origin).total_seconds(), 1e-9)
+        share = min(max((reached - self._origin).total_seconds() / span, 0.0), 1.0)
         done = int(share * self.WIDTH)
         self._stream.write(f"\r[{'#' * done}{'.' * (self.WIDTH - done)}] {share:4.0%}  {windows} windows, up to {reached:%Y-%m-%d %H:%M}")
         self._stream.flush()

@@ -49,7 +49,7 @@ def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
     until = args.until or live_edge(model, datetime.now(timezone.utc))
-    progress = Progress(args.since, until)
+    progress = Progress(until)
     shown: list[Window] = []
     out = sys.stderr if args.json else sys.stdout
 
@@ -57,7 +57,7 @@ def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
         shown.append(window)
         progress.clear()
         print(json.dumps(window.to_dict(dry_run=args.dry_run), default=str) if args.json else window_line(window), flush=True)
-        progress.update(window.turn.result.window_end, len(shown))
+        progress.update(window.turn.result.window_start, window.turn.result.window_end, len(shown))
 
     try:
         with log_context(model=model.name):

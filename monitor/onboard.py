@@ -263,7 +263,7 @@ def _render(request: Request, roles, name: str, window: dict, why_window: str, w
               f"from {rows} sampled rows of {where}. Every key of the configuration reference (README.md) is here,\n"
               "at driftd's default unless inferred; `driftd validate -c` checks it. Relative paths are relative to this file.")
     scaffold = Scaffold(name, source, labels, _relative(request.reference, base) if request.reference else None,
-                        window, why_window, header)
+                        window, why_window, header, tracking_uri=request.mlflow_uri or "sqlite:///mlflow.db")
     return render(scaffold, roles)
 
 

@@ -63,6 +63,7 @@ class Scaffold:
     window: dict[str, Any]  # inferred window keys (e.g. size), with `why`
     why_window: str
     header: str
+    tracking_uri: str = "sqlite:///mlflow.db"
 
 
 def render(scaffold: Scaffold, roles: Roles) -> str:
@@ -70,7 +71,7 @@ def render(scaffold: Scaffold, roles: Roles) -> str:
     lines += [
         _line(0, "state_url", "sqlite:///driftd-state.db", _COMMENTS["state_url"]),
         "mlflow:",
-        _line(1, "tracking_uri", "sqlite:///mlflow.db", _COMMENTS["mlflow.tracking_uri"]),
+        _line(1, "tracking_uri", scaffold.tracking_uri, _COMMENTS["mlflow.tracking_uri"]),
         _line(1, "registry_uri", None, _COMMENTS["mlflow.registry_uri"]),
         _line(1, "artifact_root", None, _COMMENTS["mlflow.artifact_root"]),
         "server:                                         # /metrics, /healthz, /readyz",

@@ -186,8 +186,9 @@ def test_the_progress_bar_is_drawn_only_on_a_terminal():
 
     piped, terminal = io.StringIO(), Terminal()
     for stream in (piped, terminal):
-        bar = Progress(START, NOW, stream)
-        bar.update(START + (NOW - START) / 2, 3)
+        bar = Progress(NOW, stream)
+        bar.update(START, START + (NOW - START) / 4, 1)
+        bar.update(START + (NOW - START) / 4, START + (NOW - START) / 2, 3)
         bar.clear()
     assert piped.getvalue() == ""
     assert "50%" in terminal.getvalue() and "3 windows" in terminal.getvalue()
