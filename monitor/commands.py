@@ -93,8 +93,14 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     from retrain import Trigger, run_retrain
 
+    from monitor.consequences import NOT_CONFIGURED
+    from monitor.reference import registry_exists
+    from retrain.registry import champion
+
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
+    if not registry_exists(config) or _registry_call(champion, config, model) is None:
+        raise Failure(f"cannot retrain {model.name!r}: {NOT_CONFIGURED}")  # not a failed retrain: none is recorded
     store = _store(config)
     job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
     if job is None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from monitor import __version__
 from monitor.check import Inputs
 from monitor.config import Config, ModelConfig
-from monitor.consequences import DRIFT_ALERT, retrain_status
+from monitor.consequences import retrain_status
 from monitor.cycle import Cycle, Turn, failed, live_edge
 from monitor.logs import log_context
 from monitor.metrics import Metrics
@@ -27,7 +27,6 @@ from monitor.state import StateStore
 
 log = logging.getLogger("driftd.daemon")
 
-__all__ = ["DRIFT_ALERT", "Daemon"]
 STOP_GRACE_SECONDS = 8.0  # SIGTERM must end the process within 10 s
 MAX_CATCH_UP = 20  # windows per tick when behind; bounded so one model cannot hog its thread forever
 

@@ -225,3 +225,9 @@ def test_a_model_without_champion_is_monitored_only_and_never_fails_a_retrain(tm
     status = _driftd("status", "-c", str(tmp_path / "driftd.yaml"))
     assert status.returncode == 0, status.stderr
     assert "not configured (no champion: monitoring only)" in status.stdout
+    # Asked for by hand, a retrain is refused up front: nothing is recorded as a failed retrain.
+    retrain = _driftd("retrain", "-c", str(tmp_path / "driftd.yaml"), "--model", "churn")
+    assert retrain.returncode == 3 and "not configured" in retrain.stderr, retrain.stderr
+    store = StateStore(config.state_url)
+    assert store.retrain_jobs("churn") == []
+    store.close()

@@ -112,10 +112,17 @@ def _wait_for_promotion(daemon: subprocess.Popen, port: int) -> None:
     except TimeoutError:
         os.killpg(daemon.pid, signal.SIGKILL)
         raise AssertionError("no promotion within the time limit:\n" + daemon.stdout.read()) from None
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # feature labels with spaces, dots and unicode are valid exposition
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'feature="größe"' in scraped and 'feature="mean radius"' in scraped
+        linted = subprocess.run([promtool, "check", "metrics"], input=scraped, capture_output=True, text=True)
+        assert linted.stdout + linted.stderr == "", linted.stdout + linted.stderr
 
 
 def _the_promotion_was_deserved_and_serves_odd_names(root: Path, data) -> None:
-    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     version = client.get_model_version_by_alias("churn", "champion")
     assert str(version.version) == "2"
     assert version.tags["driftd.compression"] != "none", "the challenger serves from ONNX"
@@ -124,7 +131,8 @@ def _the_promotion_was_deserved_and_serves_odd_names(root: Path, data) -> None:
     # On fresh post-shift rows the new champion (ONNX, through pyfunc, odd names and all) beats
     # the old one, and the paired bootstrap's 95% lower bound of the improvement is above zero.
     fresh = make_rows(2000, seed=77, shifted=1.0, start=datetime.now(timezone.utc), every=timedelta(seconds=1))
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)  # other tests in this process may have pointed it elsewhere
     served = mlflow.pyfunc.load_model("models:/churn@champion").predict(fresh[FEATURES])["prediction"].to_numpy()
     old = joblib.load(data.model).predict(fresh[FEATURES])
     truth = fresh[TARGET].to_numpy()
