@@ -23,7 +23,7 @@ from typing import TextIO
 
 from monitor.check import Inputs
 from monitor.config import Config, ModelConfig
-from monitor.cycle import Cycle, Turn, live_edge
+from monitor.cycle import Cycle, Turn, live_edge, open_inputs
 from monitor.policy import Decision
 from monitor.results import CheckStatus, Watermark
 from monitor.state import StateStore
@@ -78,18 +78,17 @@ def backfill(config: Config, model: ModelConfig, *, since: datetime, until: date
     if until <= since:
         raise BackfillError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
     store = StateStore(IN_MEMORY if dry_run else config.state_url)
-    store.migrate()
-    mark = store.watermark(model.name)
-    summary = Summary(note=_resume_note(mark, model, since, until))
-    if summary.note:
-        say(summary.note)
-    if mark is not None and mark.timestamp >= until:
-        store.close()
-        return summary
     opened: dict[str, Inputs] = {}
-    cycle = Cycle(store, References(config), lambda m: opened.get(m.name) or opened.setdefault(m.name, _open(m)))
     notifier = _notifier(config) if alerts else None
     try:
+        store.migrate()
+        mark = store.watermark(model.name)
+        summary = Summary(note=_resume_note(mark, model, since, until))
+        if summary.note:
+            say(summary.note)
+        if mark is not None and mark.timestamp >= until:
+            return summary
+        cycle = Cycle(store, References(config), lambda m: opened.get(m.name) or opened.setdefault(m.name, open_inputs(m)))
         while True:
             turn = cycle.run(model, until=until, start=since)
             decision = None
@@ -128,18 +127,6 @@ def _resume_note(mark: Watermark | None, model: ModelConfig, since: datetime, un
         return (f"nothing to do: {model.name} is already checked up to {mark.timestamp.isoformat()} (its watermark); "
                 "use --dry-run to look at earlier windows again")
     return f"{model.name} is already checked up to {mark.timestamp.isoformat()}: continuing after its watermark"
-
-
-def _open(model: ModelConfig) -> Inputs:
-    from monitor.sources import open_source
-
-    source = open_source(model.source, model.columns)
-    try:
-        labels = open_source(model.labels, model.columns) if model.labels else None
-    except Exception:
-        source.close()
-        raise
-    return Inputs(model, source, labels)
 
 
 def _notifier(config: Config):

@@ -76,6 +76,19 @@ class Cycle:
         return Turn(checked.result, loaded, checked.snapshot, recorded=True)
 
 
+def open_inputs(model: ModelConfig) -> Inputs:
+    """The model's prediction-log source and, when configured, its labels source."""
+    from monitor.sources import open_source
+
+    source = open_source(model.source, model.columns)
+    try:
+        labels = open_source(model.labels, model.columns) if model.labels else None
+    except SourceError:
+        source.close()
+        raise
+    return Inputs(model, source, labels)
+
+
 def live_edge(model: ModelConfig, now: datetime) -> datetime:
     # Rows may be committed a little after their timestamp; the lateness keeps them in play.
     return now - model.window.lateness

@@ -17,7 +17,7 @@ from monitor import __version__
 from monitor.check import Inputs
 from monitor.config import Config, ModelConfig
 from monitor.consequences import retrain_status
-from monitor.cycle import Cycle, Turn, failed, live_edge
+from monitor.cycle import Cycle, Turn, failed, live_edge, open_inputs
 from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.reference import References
@@ -164,16 +164,8 @@ class Daemon:
             log.info("retraining of %s: %s", model.name, status)
 
     def _inputs_for(self, model: ModelConfig) -> Inputs:
-        from monitor.sources import open_source
-
         if model.name not in self._inputs:
-            source = open_source(model.source, model.columns)
-            try:
-                labels = open_source(model.labels, model.columns) if model.labels else None
-            except SourceError:
-                source.close()
-                raise
-            self._inputs[model.name] = Inputs(model, source, labels)
+            self._inputs[model.name] = open_inputs(model)
         return self._inputs[model.name]
 
     def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
