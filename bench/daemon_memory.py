@@ -43,7 +43,7 @@ def write_config(directory: Path, interval: float) -> Path:
         "logging": {"level": "WARNING"},
         # Short windows and quality span: every check reads a bounded number of rows, so any
         # growth in RSS is the daemon's, not the data's.
-        "defaults": {"schedule": {"every": f"{interval}s"}, "window": {"size": "5s", "min_rows": 50, "quality_span": "20s"},
+        "defaults": {"schedule": {"every": f"{interval}s"}, "window": {"size": "5s", "min_rows": 50, "quality_span": "20s", "lateness": "0s"},
                      "retrain": {"enabled": False}},
         "models": [{
             "name": "small", "reference": str(directory / "reference.parquet"),

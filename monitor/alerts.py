@@ -1,9 +1,20 @@
 """Alert delivery to webhook, Slack and Alertmanager channels, off the check's thread.
 
-`Notifier.notify` only enqueues; one worker thread per channel delivers with bounded retries,
-so a dead channel never delays a check, nor the other channels. Channel URLs are secrets (Slack paths, tokens, userinfo): they
-are read at delivery time (rotated files are picked up) and only the channel name and host
-are ever logged.
+`Notifier.notify` only enqueues; one worker thread per channel delivers, so a dead channel
+never delays a check, nor the other channels. Channel URLs are secrets (Slack paths, tokens,
+userinfo): they are read at delivery time (rotated files are picked up) and only the channel
+name and host are ever logged.
+
+Retries are bounded twice. A delivery round makes at most `attempts` POSTs within
+`max_total_s`. A failed notification (`driftd_alerts_total{outcome="failed"}` per round) is
+tried again after a backoff that doubles from `backoff_s` up to `max_backoff_s`; the daemon's
+re-sends of the same alert in between wait for that round instead of each POSTing again. After
+`rounds` failed rounds — at once for an answer a retry cannot fix (HTTP 4xx) — the
+notification is given up and counted as `outcome="dropped"`, as is one replaced by a newer
+state of its alert before it could be delivered, or still undelivered when driftd stops. A
+dropped alert that is still firing is tried afresh once `max_backoff_s` has passed. With the
+defaults a dead endpoint sees at most 12 POSTs per alert in the first ~4 minutes, then at most
+12 per ~14 minutes.
 """
 
 from __future__ import annotations
@@ -55,12 +66,29 @@ class AlertEvent:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries: a channel that is down costs at most `max_total_s` of the worker's time."""
+    """Bounded retries: a round costs at most `max_total_s` of the worker's time; a notification
+    at most `rounds` rounds, `backoff_s`, 2 x `backoff_s`, ... (capped at `max_backoff_s`) apart."""
 
     attempts: int = 3
     initial_wait_s: float = 0.5
     max_wait_s: float = 4.0
     max_total_s: float = 10.0
+    backoff_s: float = 30.0
+    max_backoff_s: float = 600.0
+    rounds: int = 4
+
+    def backoff(self, failures: int) -> float:
+        return min(self.backoff_s * 2 ** max(failures - 1, 0), self.max_backoff_s)
+
+
+@dataclass
+class _Pending:
+    """The newest undelivered state of one alert on one channel, and its retry schedule."""
+
+    event: AlertEvent
+    due: float  # monotonic time of the next round
+    failures: int = 0
+    first_failed_at: float | None = None
 
 
 class DeliveryError(Exception):
@@ -80,6 +108,8 @@ class _Lane:
 
     def __init__(self, channel: Channel, queue_size: int, run: Any) -> None:
         self.channel = channel
+        self.pending: dict[_Key, _Pending] = {}  # touched by the worker thread only
+        self.given_up: dict[_Key, tuple[Status, float]] = {}  # dropped state, and until when to ignore it
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.client = httpx.Client(follow_redirects=False, headers={"User-Agent": f"{SERVICE}-notifier"})
         self.thread = threading.Thread(target=run, args=(self,), name=f"driftd-alerts-{channel.name}", daemon=True)
@@ -124,7 +154,7 @@ class Notifier:
                     "alert %s for model %s dropped: %d deliveries already queued for channel %s (slow or down)",
                     event.alert, event.model, lane.queue.qsize(), name,
                 )  # fmt: skip
-                self._metrics.alert(event.model, name, "failed")
+                self._metrics.alert(event.model, name, "dropped")
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what is queued for up to `timeout` seconds; True when everything was handled."""
@@ -152,19 +182,78 @@ class Notifier:
     def _run(self, lane: _Lane) -> None:
         while not self._abort.is_set():
             try:
-                event = lane.queue.get(timeout=0.5)
+                event = lane.queue.get(timeout=self._wait(lane))
             except queue.Empty:
-                if self._closing.is_set():
-                    return
-                continue
+                event = None
+                if self._closing.is_set() and lane.queue.empty():
+                    break
             if event is _STOP:
-                return
+                break
             try:
-                self._deliver(event, lane)
+                if event is not None:
+                    self._accept(event, lane)
+                self._deliver_due(lane)
             except Exception:  # noqa: BLE001 - the worker must outlive any one bad delivery
                 log.exception("alert worker: unexpected error delivering to channel %s", lane.channel.name)
+        for key, pending in list(lane.pending.items()):
+            self._drop(lane, key, pending, "driftd is stopping")
+
+    def _wait(self, lane: _Lane) -> float:
+        if not lane.pending:
+            return 0.5
+        return min(max(min(p.due for p in lane.pending.values()) - time.monotonic(), 0.0), 0.5)
+
+    def _accept(self, event: AlertEvent, lane: _Lane) -> None:
+        """Make `event` its alert's pending notification on this lane (or skip it as a repeat)."""
+        channel, key = lane.channel, (event.model, event.alert, lane.channel.name)
+        pending = lane.pending.get(key)
+        if pending is not None and pending.event.status == event.status:
+            pending.event = event  # a re-send while a round is pending: the next round sends the newest
+            return
+        if pending is not None:
+            self._drop(lane, key, pending, f"superseded by {event.status} before it could be delivered")
+        given_up = lane.given_up.get(key)
+        if given_up is not None and given_up[0] == event.status and time.monotonic() < given_up[1]:
+            log.debug("alert %s (%s) for %s: given up on channel %s a short while ago; not retried yet",
+                      event.alert, event.status, event.model, channel.name)
+            return
+        lane.given_up.pop(key, None)
+        if channel.type != "alertmanager":
+            if self._last_status.get(key) == event.status:
+                log.debug("alert %s for %s already %s on channel %s; not resent", event.alert, event.model, event.status, channel.name)
+                return
+            if event.status == "resolved" and not channel.send_resolved:
+                self._last_status[key] = event.status
+                return
+        lane.pending[key] = _Pending(event, due=time.monotonic())
+
+    def _deliver_due(self, lane: _Lane) -> None:
+        for key, pending in list(lane.pending.items()):
+            if pending.due > time.monotonic() or self._abort.is_set():
+                continue
+            try:
+                self._deliver(pending.event, lane)
+            except DeliveryError as exc:
+                pending.failures += 1
+                pending.first_failed_at = pending.first_failed_at or time.monotonic()
+                if not exc.retryable or pending.failures >= self._retry.rounds:
+                    why = "a retry cannot fix it" if not exc.retryable else f"{pending.failures} rounds failed"
+                    self._drop(lane, key, pending, why)
+                else:
+                    pending.due = time.monotonic() + self._retry.backoff(pending.failures)
+                continue
+            del lane.pending[key]
+
+    def _drop(self, lane: _Lane, key: _Key, pending: _Pending, why: str) -> None:
+        event, channel = pending.event, lane.channel
+        lane.pending.pop(key, None)
+        lane.given_up[key] = (event.status, time.monotonic() + self._retry.max_backoff_s)
+        self._metrics.alert(event.model, channel.name, "dropped")
+        log.warning("alert %s (%s) for model %s to channel %s (host %s) given up: %s",
+                    event.alert, event.status, event.model, channel.name, _host_of(channel), why)
 
     def _deliver(self, event: AlertEvent, lane: _Lane) -> None:
+        """One round; raises DeliveryError (after counting and logging it) when it fails."""
         channel = lane.channel
         key = (event.model, event.alert, channel.name)
         if channel.type == "alertmanager":
@@ -172,12 +261,6 @@ class Notifier:
             # an alert left un-resolved would linger until Alertmanager's resolve_timeout.
             payload = self._alertmanager_payload(event, key)
         else:
-            if self._last_status.get(key) == event.status:
-                log.debug("alert %s for %s already %s on channel %s; not resent", event.alert, event.model, event.status, channel.name)
-                return
-            if event.status == "resolved" and not channel.send_resolved:
-                self._last_status[key] = event.status
-                return
             payload = slack_payload(event) if channel.type == "slack" else webhook_payload(event)
         try:
             self._post_with_retries(lane, payload)
@@ -187,7 +270,7 @@ class Notifier:
                 "alert %s (%s) for model %s to channel %s (host %s) failed: %s",
                 event.alert, event.status, event.model, channel.name, _host_of(channel), exc,
             )  # fmt: skip
-            return
+            raise
         self._metrics.alert(event.model, channel.name, "sent")
         if channel.type != "alertmanager":
             self._last_status[key] = event.status
@@ -218,7 +301,7 @@ class Notifier:
                     attempts += 1
                     self._post_once(lane, payload, deadline)
         except DeliveryError as exc:
-            raise DeliveryError(f"{exc} (after {attempts} attempt{'s' * (attempts != 1)})", retryable=False) from None
+            raise DeliveryError(f"{exc} (after {attempts} attempt{'s' * (attempts != 1)})", retryable=exc.retryable) from None
 
     def _sleep(self, seconds: float) -> None:
         if self._abort.wait(seconds):

@@ -1,8 +1,9 @@
 """One drift check: read a window, validate it, compare it with the reference, measure quality.
 
 A window holds the rows after the watermark, up to `window.size` of time, extended to at
-least `min_rows` rows when more have arrived. Too few rows is `insufficient_data` and the
-watermark stays put, so those rows are carried into the next window rather than dropped.
+least `min_rows` rows when more have arrived, plus the late rows found behind the watermark
+(monitor.late). Too few rows is `insufficient_data` and the watermark stays put, so those
+rows are carried into the next window rather than dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pandas as pd
 
 from monitor.config import ModelConfig
 from monitor.labels import attach_labels
+from monitor.late import Audit, Seen, audit_start, find_late, seen_block
+from monitor.redact import mask
 from monitor.results import CheckResult, CheckStatus, Quality, Watermark
 from monitor.sources import watermark_of
 from monitor.sources.base import Source, SourceError, WindowQuery
@@ -32,11 +35,15 @@ log = logging.getLogger("driftd.check")
 @dataclass(frozen=True)
 class WindowSpec:
     """Which rows to check: the next window after a watermark (the daemon), or after a time as if it
-    were one (`driftd backfill` of a model without a watermark), or between two times (`driftd check`)."""
+    were one (`driftd backfill` of a model without a watermark), or between two times (`driftd check`).
+
+    `audit` (the daemon's late-row bookkeeping) adds the rows behind the watermark that were
+    never checked; None for one-off checks."""
 
     after: Watermark | datetime | None = None
     since: datetime | None = None
     until: datetime | None = None  # None: now
+    audit: Audit | None = None
 
     @property
     def start(self) -> datetime | None:
@@ -45,9 +52,19 @@ class WindowSpec:
 
 
 @dataclass(frozen=True)
+class Window:
+    frame: pd.DataFrame  # late rows first, then the rows after the watermark
+    start: datetime | None
+    end: datetime
+    late_rows: int
+    watermark: Watermark | None  # the watermark after this window; None when it holds no rows
+
+
+@dataclass(frozen=True)
 class Checked:
     result: CheckResult
     snapshot: Any = None  # the Evidently snapshot, for the HTML report; None when no drift was computed
+    seen: Seen | None = None  # the keys to record with the result (late-row bookkeeping)
 
 
 @dataclass(frozen=True)
@@ -67,8 +84,19 @@ def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]
     return model.columns.to_read(target=labels is None)
 
 
-def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
-    """Return the window's rows and its (start, end) bounds."""
+def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> Window:
+    """Read the window's rows (late rows included) and its bounds."""
+    frame, start, end = _read_fresh(inputs, spec, now)
+    late = _read_late(inputs, spec)
+    watermark = watermark_of(frame, inputs.model.columns) or (spec.after if not late.empty else None)
+    if not late.empty:
+        log.info("%d late rows (committed after the watermark passed their time) join this window", len(late))
+        frame = pd.concat([late, frame], ignore_index=True) if not frame.empty else late
+    return Window(frame, start, end, len(late), watermark)
+
+
+def _read_fresh(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
+    """The rows after the watermark (or in the given span) and the window's (start, end)."""
     model, columns = inputs.model, window_columns(inputs.model, inputs.labels)
     until = spec.until or now
     if spec.after is None:
@@ -86,6 +114,25 @@ def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.Dat
         frame = inputs.source.read(WindowQuery(columns, until=until, limit=model.window.min_rows, **lower))
         end = until if len(frame) < model.window.min_rows else frame[model.columns.timestamp].iloc[-1].to_pydatetime()
     return frame, start, end
+
+
+def _read_late(inputs: Inputs, spec: WindowSpec) -> pd.DataFrame:
+    # After the fresh read, on purpose: a row committed between the two reads is either read
+    # here or lies after the watermark this window leaves, so the next check finds it.
+    if spec.audit is None or not isinstance(spec.after, Watermark):  # nothing lies behind a mere time
+        return pd.DataFrame()
+    model = inputs.model
+    lookback_ns = int(model.window.lookback.total_seconds() * 1e9)
+    return find_late(inputs.source, model.columns, window_columns(model, inputs.labels), spec.after, spec.audit, lookback_ns)
+
+
+def seen_of(window: Window, spec: WindowSpec, model: ModelConfig) -> Seen | None:
+    """The late-row bookkeeping to commit with this window (None for one-off checks)."""
+    start = audit_start(spec.audit, window.start) if spec.audit is not None else None
+    if start is None or window.watermark is None:
+        return None
+    lookback_ns = int(model.window.lookback.total_seconds() * 1e9)
+    return seen_block(window.frame, model.columns, window.watermark, start, lookback_ns)
 
 
 def _sample_seed(model: str, end: datetime) -> int:
@@ -112,8 +159,10 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
     )
     model = inputs.model
     try:
-        frame, start, end = read_window(inputs, spec, now)
-        result = replace(result, window_start=start, window_end=end, rows=len(frame))
+        window = read_window(inputs, spec, now)
+        frame, start, end = window.frame, window.start, window.end
+        result = replace(result, window_start=start, window_end=end, rows=len(frame), late_rows=window.late_rows,
+                         null_timestamps=_null_timestamps(inputs))
         log.debug("window read: %d rows", len(frame))
         if len(frame) < model.window.min_rows:
             return Checked(_finish(result, clock, status=CheckStatus.INSUFFICIENT_DATA, message=_too_few(len(frame), model, start, end)))
@@ -134,11 +183,20 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         dataset_drifted=drift.dataset_drifted,
         prediction_drift=drift.prediction_drift,
         quality=quality,
-        watermark=watermark_of(frame, model.columns),
+        watermark=window.watermark,
         details={"labels_error": quality_note} if quality_note else {},
     )
     status = CheckStatus.DRIFT if drift.dataset_drifted else CheckStatus.OK
-    return Checked(_finish(result, clock, status=status, message=None), drift.snapshot)
+    return Checked(_finish(result, clock, status=status, message=None), drift.snapshot, seen_of(window, spec, model))
+
+
+def _null_timestamps(inputs: Inputs) -> int:
+    """Rows the source holds without a timestamp: no window will ever contain them."""
+    try:
+        return inputs.source.null_timestamps()
+    except SourceError as exc:  # the window's own read reports the source's problems
+        log.debug("could not count rows without a timestamp: %s", exc)
+        return 0
 
 
 def _too_few(rows: int, model: ModelConfig, start: datetime | None, end: datetime) -> str:
@@ -153,7 +211,15 @@ def _too_few(rows: int, model: ModelConfig, start: datetime | None, end: datetim
 def _finish(result: CheckResult, clock: float, *, status: CheckStatus, message: str | None, details: dict | None = None) -> CheckResult:
     merged = {**result.details, **(details or {})}
     watermark = result.watermark if status in (CheckStatus.OK, CheckStatus.DRIFT) else None
-    return replace(result, status=status, message=message, details=merged, watermark=watermark, duration_seconds=time.perf_counter() - clock)
+    if result.null_timestamps:
+        message = "; ".join(filter(None, [message, null_timestamps_note(result.null_timestamps, result.model)]))
+    return replace(result, status=status, message=mask(message) if message else None, details=merged, watermark=watermark,
+                   duration_seconds=time.perf_counter() - clock)
+
+
+def null_timestamps_note(rows: int, model: str) -> str:
+    return (f"{rows} rows of model {model!r} have no timestamp and can never be checked: fix the logging of the "
+            "timestamp column (counted in driftd_null_timestamp_rows)")
 
 
 def _measure_quality(inputs: Inputs, end: datetime) -> tuple[Quality | None, str | None]:

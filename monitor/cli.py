@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--alerts", action="store_true", help="send the alerts the policy fires (off by default: the windows are history)")
     command("retrain", "retrain, recompress and gate the model now", model=True)
     command("status", "models, champion versions and last checks")
+    health = command("health", "probe the running daemon's /healthz (or /readyz) as configured, TLS included; exit 1 if not healthy")
+    health.add_argument("--ready", action="store_true", help="probe /readyz instead of /healthz")
+    health.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer (default 4)")
     command("skip-window", "record the model's next window as skipped and move past it (for rows that cannot be checked)", model=True)
     promote = command("promote", "make a registered version the champion", model=True)
     promote.add_argument("--version", required=True, dest="model_version")
@@ -93,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--sample-rows", type=int, default=10_000, help="rows of the logs to look at (default 10000, the newest)")
     demo = sub.add_parser("demo", help="the embedded end-to-end demo", description="Train, monitor, drift, retrain and promote, all on this machine.")
     demo.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its stores (default .demo)")
-    demo.add_argument("--speed", type=float, default=1.0, help="time acceleration factor (higher is faster)")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="how fast the simulated clock may run against the wall clock (default 1; the story is the same at any speed)")
     return parser
 
 
@@ -109,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"driftd: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
+        return FAILURE
+    except BrokenPipeError:  # stdout's reader left (`| head`) in output not printed through say()
+        from monitor.output import silence_stdout
+
+        silence_stdout()
         return FAILURE
     except Exception as exc:  # a bug or an unforeseen error: still exit 3, never 1 ("drift")
         import traceback
@@ -133,7 +142,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_init(request_of(args))
     config = load_config(args.config)
     if args.command == "validate":
-        print(f"OK: {args.config} ({len(config.models)} models: {', '.join(m.name for m in config.models) or 'none'})")
+        from monitor.output import say
+
+        say(f"OK: {args.config} ({len(config.models)} models: {', '.join(m.name for m in config.models) or 'none'})")
         return OK
     from monitor import commands
 

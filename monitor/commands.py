@@ -7,9 +7,10 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 
-from monitor.exits import DRIFT, FAILURE, OK, Failure
+from monitor.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
 from monitor.config import Config
 from monitor.logs import log_context, setup_logging
+from monitor.output import say
 from monitor.render import check_report, table
 from monitor.results import CheckResult, CheckStatus
 
@@ -34,7 +35,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until)).result
     finally:
         inputs.close()
-    print(result.to_json() if args.json else check_report(result))
+    say(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
 
@@ -51,18 +52,18 @@ def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
     until = args.until or live_edge(model, datetime.now(timezone.utc))
     progress = Progress(until)
     shown: list[Window] = []
-    out = sys.stderr if args.json else sys.stdout
+    note = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say  # stdout holds only JSON lines
 
     def show(window: Window) -> None:
         shown.append(window)
         progress.clear()
-        print(json.dumps(window.to_dict(dry_run=args.dry_run), default=str) if args.json else window_line(window), flush=True)
+        say(json.dumps(window.to_dict(dry_run=args.dry_run), default=str) if args.json else window_line(window))
         progress.update(window.turn.result.window_start, window.turn.result.window_end, len(shown))
 
     try:
         with log_context(model=model.name):
             summary = backfill(config, model, since=args.since, until=until, dry_run=args.dry_run, alerts=args.alerts,
-                               on_window=show, say=lambda line: print(line, file=out, flush=True))
+                               on_window=show, say=note)
     except (BackfillError, StateError) as exc:
         raise Failure(str(exc)) from None
     finally:
@@ -70,7 +71,7 @@ def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
     counts = Counter(w.turn.result.status.value for w in summary.windows)
     tally = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no windows"
     where = "nothing recorded (--dry-run)" if args.dry_run else "recorded in the state store"
-    print(f"{model.name}: {len(summary.windows)} windows ({tally}); {where}", file=out)
+    note(f"{model.name}: {len(summary.windows)} windows ({tally}); {where}")
     if summary.failed is not None:
         raise Failure(f"stopped at a window that cannot be checked: {summary.failed.turn.result.message} "
                       "(the daemon would hold there too; fix the input, or move past it with `driftd skip-window`)")
@@ -107,17 +108,17 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
         raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
     store.update_retrain_job(job.job_id, status="running")
     try:
-        outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: print(f"  {line}", flush=True))
+        outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: say(f"  {line}"))
     except BaseException as exc:  # Ctrl-C or a bug: never leave the job blocking later retrains
         store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=f"interrupted: {type(exc).__name__}")
         raise
     status = "failed" if outcome.outcome == "failed" else "succeeded"
     store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
-    print(f"{outcome.outcome.upper()}: {outcome.reason}")
+    say(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
-        print(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
+        say(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
     if outcome.compressed_size:
-        print(f"  size {outcome.original_size} -> {outcome.compressed_size} bytes ({outcome.variant}); "
+        say(f"  size {outcome.original_size} -> {outcome.compressed_size} bytes ({outcome.variant}); "
               f"single-row p50 {_num(outcome.original_p50_ms)} -> {_num(outcome.compressed_p50_ms)} ms")
     return FAILURE if outcome.outcome == "failed" else OK
 
@@ -148,36 +149,66 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,
             retraining,
         ))
-    print(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain", "retraining"), rows))
+    say(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain", "retraining"), rows))
     return OK
+
+
+def cmd_health(config: Config, args: argparse.Namespace) -> int:
+    """For Docker's HEALTHCHECK and Kubernetes' exec probes: they follow the config (port, TLS)
+    instead of hard-coding http://…:9108, and need no credentials (the probes are open)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    server = config.server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "", "::") else server.host
+    host = f"[{host}]" if ":" in host else host
+    scheme = "https" if server.tls else "http"
+    url = f"{scheme}://{host}:{server.port}/{'readyz' if args.ready else 'healthz'}"
+    # The probe runs beside the daemon: it asks whether it answers, not who it is, so the
+    # certificate (issued for the service's name, not 127.0.0.1) is not verified.
+    context = ssl._create_unverified_context() if server.tls else None  # noqa: S323
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout, context=context) as answer:
+            say(f"{url}: {answer.status} {answer.read().decode(errors='replace').strip()}")
+            return OK
+    except urllib.error.HTTPError as exc:
+        say(f"{url}: {exc.code} {exc.read().decode(errors='replace').strip()}")
+    except (urllib.error.URLError, OSError) as exc:
+        say(f"{url}: no answer ({getattr(exc, 'reason', exc)})")
+    return UNHEALTHY
 
 
 def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     """A window whose rows cannot be checked holds its model; an operator moves past it, on the record."""
-    from monitor.check import Inputs, WindowSpec, read_window
-    from monitor.sources import open_source, watermark_of
+    from monitor.check import Inputs, WindowSpec, read_window, seen_of
+    from monitor.sources import open_source
     from monitor.sources.base import SourceError
 
     model = config.model(args.model)
     store = _store(config)
     now = datetime.now(timezone.utc)
+    spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness, audit=store.audit(model.name))
     try:
         inputs = Inputs(model, open_source(model.source, model.columns), None)
         try:
-            spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness)
-            frame, start, end = read_window(inputs, spec, now)
+            window = read_window(inputs, spec, now)
         finally:
             inputs.close()
     except SourceError as exc:
         raise Failure(f"{exc} (a file that cannot be read must be repaired or moved; skipping needs readable rows)") from None
-    mark = watermark_of(frame, model.columns)
+    mark = window.watermark
     if mark is None:
-        print(f"nothing to skip: no rows of {model.name} after its watermark")
+        say(f"nothing to skip: no rows of {model.name} after its watermark")
         return OK
-    message = f"skipped with `driftd skip-window`: {len(frame)} rows not checked"
-    store.record_check(CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
-                                   window_start=start, window_end=end, rows=len(frame), watermark=mark, message=message))
-    print(f"{model.name}: {message}; the next window starts after {mark.timestamp.isoformat()} (id {mark.id})")
+    late = f" ({window.late_rows} of them late)" if window.late_rows else ""
+    message = f"skipped with `driftd skip-window`: {len(window.frame)} rows{late} not checked"
+    result = CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
+                         window_start=window.start, window_end=window.end, rows=len(window.frame), watermark=mark,
+                         message=message, late_rows=window.late_rows)
+    # The skipped rows' keys are recorded too: they must not come back as late rows.
+    store.record_check(result, seen_of(window, spec, model))
+    say(f"{model.name}: {message}; the next window starts after {mark.timestamp.isoformat()} (id {mark.id})")
     return OK
 
 
@@ -186,7 +217,7 @@ def cmd_promote(config: Config, args: argparse.Namespace) -> int:
 
     model = config.model(args.model)
     _registry_call(promote, config, model, args.model_version)
-    print(f"{model.mlflow_name}@champion -> version {args.model_version}")
+    say(f"{model.mlflow_name}@champion -> version {args.model_version}")
     return OK
 
 
@@ -195,7 +226,7 @@ def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
 
     model = config.model(args.model)
     version = _registry_call(rollback, config, model)
-    print(f"{model.mlflow_name}@champion -> version {version} (rolled back)")
+    say(f"{model.mlflow_name}@champion -> version {version} (rolled back)")
     return OK
 
 
@@ -204,9 +235,9 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
 
     model = config.model(args.model)
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
-    print(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
-    print(f"retraining of {model.name}: enabled" if model.retrain.enabled else
-          f"retraining of {model.name}: disabled (retrain.enabled: false)")
+    say(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
+    say(f"retraining of {model.name}: enabled" if model.retrain.enabled else
+        f"retraining of {model.name}: disabled (retrain.enabled: false)")
     return OK
 
 

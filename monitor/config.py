@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from monitor.redact import literal_secret
 
 
 class ConfigError(Exception):
@@ -49,7 +52,24 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than 0s (got {_show(value)}); write e.g. 30s, 15m, 1h")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError(f"must not be negative (got {_show(value)})")
+    return value
+
+
+def _show(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_not_negative)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 
 @dataclass(frozen=True)
@@ -180,7 +200,7 @@ class Columns(Strict):
 
 
 class Schedule(Strict):
-    every: Duration | None = None
+    every: PositiveDuration | None = None
     cron: str | None = None
 
     @model_validator(mode="after")
@@ -196,15 +216,37 @@ class Schedule(Strict):
         return self
 
 
+# Below this many rows no drift verdict means anything: a two-sample test at a 1% false-alarm
+# rate can then only tell shifts of more than about 0.6 standard deviations from noise (the KS
+# critical distance is 1.63/sqrt(n) = 0.23 at n = 50), and a categorical with a dozen levels
+# leaves most levels with a handful of rows.
+MIN_ROWS_FLOOR = 50
+
+
 class Window(Strict):
-    size: Duration = timedelta(hours=1)
-    min_rows: int = Field(default=500, ge=1)
+    size: PositiveDuration = timedelta(hours=1)
+    min_rows: int = 500
     max_rows: int | None = Field(default=200_000, ge=1)
-    # Rows committed after their own timestamp (buffered writers, long transactions) would land
-    # behind the watermark; a window ends `lateness` before now so they are still read.
-    lateness: Duration = timedelta(0)
+    # Rows are often committed a little after their own timestamp (buffered writers, open
+    # transactions): a window ends `lateness` before now, so most of them are in place when read.
+    lateness: Duration = timedelta(minutes=1)
+    # Rows committed later still land behind the watermark. Each check re-reads the keys of the
+    # last `lookback` behind the watermark and checks the rows it has not checked yet (late
+    # rows) with the next window. 0s turns the re-read off.
+    lookback: Duration = timedelta(hours=1)
     # Labels arrive late, so quality is measured on the labelled rows of a longer trailing span.
-    quality_span: Duration | None = Field(default=None, description="default: 4 x size")
+    quality_span: PositiveDuration | None = Field(default=None, description="default: 4 x size")
+
+    @field_validator("min_rows")
+    @classmethod
+    def _meaningful(cls, value: int) -> int:
+        if value < MIN_ROWS_FLOOR:
+            raise ValueError(
+                f"{value} is below the floor of {MIN_ROWS_FLOOR}: with fewer rows a drift test cannot tell a shift "
+                "of less than about 0.6 standard deviations from noise at a 1% false-alarm rate. Collect more rows "
+                f"per check with a longer window.size (or schedule), and keep min_rows >= {MIN_ROWS_FLOOR}"
+            )
+        return value
 
     @property
     def effective_quality_span(self) -> timedelta:
@@ -250,7 +292,7 @@ Strategy = Literal["onnx", "prune", "quantize"]
 
 
 class RetrainOptions(Strict):
-    training_window: Duration = timedelta(days=14)
+    training_window: PositiveDuration = timedelta(days=14)
     min_labelled_rows: int = Field(default=2000, ge=1)
     reference_blend: float = Field(default=0.0, ge=0, le=1, description="share of reference rows mixed into training data")
     tune: bool = False
@@ -263,8 +305,12 @@ class RetrainOptions(Strict):
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 
 
+# The state store's model columns are VARCHAR(200); a longer name would fail every write.
+MODEL_NAME_MAX_LENGTH = 200
+
+
 class ModelConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=MODEL_NAME_MAX_LENGTH)
     registered_model: str | None = None
     source: Source
     labels: Source | None = None
@@ -357,7 +403,7 @@ class Logging(Strict):
 class Channel(SecretURL):
     name: str
     type: Literal["webhook", "slack", "alertmanager"]
-    timeout: Duration = timedelta(seconds=5)
+    timeout: PositiveDuration = timedelta(seconds=5)
     send_resolved: bool = True
 
 
@@ -418,7 +464,6 @@ class Config(Strict):
 # --- loading -----------------------------------------------------------------------------
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_INLINE_PASSWORD = re.compile(r"://[^/@:\s]+:([^@/\s]+)@")
 
 
 def _expand(value: Any, path: str, env: dict[str, str], errors: list[str]) -> Any:
@@ -428,9 +473,9 @@ def _expand(value: Any, path: str, env: dict[str, str], errors: list[str]) -> An
         return [_expand(v, f"{path}.{i}", env, errors) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
-    password = _INLINE_PASSWORD.search(value)
-    if password and "${" not in password.group(1):
-        errors.append(f"{path}: a password is written into the YAML; put it in an environment variable (${{VAR}}) or a *_file")
+    written_in = literal_secret(value)
+    if written_in:
+        errors.append(f"{path}: {written_in}; put it in an environment variable (${{VAR}}) or a *_file")
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)

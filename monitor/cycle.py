@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from monitor.check import Inputs, WindowSpec, run_check
+from monitor.clock import Clock, SystemClock
 from monitor.config import ModelConfig
 from monitor.logs import set_check_id
 from monitor.reference import Loaded, ReferenceError, References
@@ -47,10 +48,12 @@ class Turn:
 class Cycle:
     """Checks a model's next window. `inputs` opens (or reuses) the model's sources."""
 
-    def __init__(self, store: StateStore, references: References, inputs: Callable[[ModelConfig], Inputs]) -> None:
+    def __init__(self, store: StateStore, references: References, inputs: Callable[[ModelConfig], Inputs],
+                 clock: Clock | None = None) -> None:
         self.store = store
         self._references = references
         self._inputs = inputs
+        self._clock = clock or SystemClock()
 
     def run(self, model: ModelConfig, *, until: datetime | None = None, start: datetime | None = None) -> Turn:
         """Check the window after the model's watermark, up to `until` (default, and at most, the live
@@ -60,19 +63,20 @@ class Cycle:
         try:
             loaded = self._references.get(model)
         except ReferenceError as exc:
-            return Turn(failed(model, str(exc)))
+            return Turn(failed(model, str(exc), self._clock.now()))
         try:
             inputs = self._inputs(model)
         except SourceError as exc:  # e.g. a missing SQLite file or database driver
-            return Turn(replace(failed(model, str(exc)), details={"source_error": exc.kind}), loaded)
+            return Turn(replace(failed(model, str(exc), self._clock.now()), details={"source_error": exc.kind}), loaded)
         # The window's end is taken only now, after the (possibly slow) reference preparation,
         # so it is as close as possible to the moment the rows are read.
-        now = datetime.now(timezone.utc)
+        now = self._clock.now()
         edge = live_edge(model, now)
-        spec = WindowSpec(after=self.store.watermark(model.name) or start, until=min(until, edge) if until else edge)
+        spec = WindowSpec(after=self.store.watermark(model.name) or start, until=min(until, edge) if until else edge,
+                          audit=self.store.audit(model.name))
         checked = run_check(inputs, loaded.prepared, spec, now=now)
         set_check_id(checked.result.check_id)
-        self.store.record_check(checked.result)
+        self.store.record_check(checked.result, checked.seen)  # with the late-row bookkeeping, in one transaction
         return Turn(checked.result, loaded, checked.snapshot, recorded=True)
 
 
@@ -94,8 +98,10 @@ def live_edge(model: ModelConfig, now: datetime) -> datetime:
     return now - model.window.lateness
 
 
-def failed(model: ModelConfig, message: str) -> CheckResult:
-    """An error result for a check that could not even read its window."""
-    now = datetime.now(timezone.utc)
+def failed(model: ModelConfig, message: str, now: datetime | None = None) -> CheckResult:
+    """An error result for a check that could not even read its window (its message masked)."""
+    from monitor.redact import mask
+
+    now = now or datetime.now(timezone.utc)
     return CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
-                       window_start=None, window_end=now, message=message)
+                       window_start=None, window_end=now, message=mask(message))

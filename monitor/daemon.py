@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from monitor import __version__
 from monitor.check import Inputs
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 from monitor.consequences import retrain_status
 from monitor.cycle import Cycle, Turn, failed, live_edge, open_inputs
@@ -32,20 +33,22 @@ MAX_CATCH_UP = 20  # windows per tick when behind; bounded so one model cannot h
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         from monitor.alerts import Notifier
         from monitor.handoff import RetrainHandoff
 
         self.config = config
+        self.clock = clock or SystemClock()
         self.metrics = Metrics(version=__version__)
-        self.store = StateStore(config.state_url)
+        self.store = StateStore(config.state_url, clock=self.clock)
         self.store.migrate()
         self.references = References(config)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
-        self.handoff = RetrainHandoff(config, self.store, self.metrics)
+        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
         self._inputs: dict[str, Inputs] = {}
-        self.cycle = Cycle(self.store, self.references, self._inputs_for)
+        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock)
         self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
+        self._null_timestamps: dict[str, int] = {}  # last count per model, to log a change once
         self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
         self._stop = threading.Event()
         self._active = 0
@@ -55,7 +58,9 @@ class Daemon:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, schedule: bool = True) -> None:
+        """Recover, serve the HTTP endpoints and (unless `schedule` is False: the caller then
+        drives `tick` itself, as the demo does on its simulated clock) schedule the checks."""
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -63,6 +68,11 @@ class Daemon:
             log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
             self.metrics.retrain_finished(job.model, "failed", None)
         self._server = self._start_server()
+        if not schedule:
+            for model in self.config.models:
+                self._intervals[model.name] = _trigger(model)[1]
+                self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+            return
         # One thread per model: a slow model never delays the others.
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(2, len(self.config.models)))},
@@ -123,7 +133,7 @@ class Daemon:
                 return self._catch_up(model)
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
-            self.metrics.publish_check(failed(model, "internal error; see the daemon log"))
+            self.metrics.publish_check(failed(model, "internal error; see the daemon log", self.clock.now()))
             return None
         finally:
             with self._active_lock:
@@ -170,6 +180,7 @@ class Daemon:
 
     def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
         self.metrics.publish_check(result)
+        self._input_problems(model, result)
         kind = result.details.get("source_error")
         if kind:
             self.metrics.source_error(model.name, kind)
@@ -183,9 +194,26 @@ class Daemon:
                 drop = quality_drop(champion.validation_score, result.quality.metrics[metric], metric)
                 self.metrics.quality_drop(model.name, metric, drop, model.policy.quality_drop)
 
+    def _input_problems(self, model: ModelConfig, result: CheckResult) -> None:
+        """Late rows (counted when their window is recorded) and rows no window can hold."""
+        from monitor.check import null_timestamps_note
+
+        if result.status in (CheckStatus.OK, CheckStatus.DRIFT) and result.late_rows:
+            self.metrics.late_rows(model.name, result.late_rows)
+        if result.status is CheckStatus.ERROR and "source_error" in result.details:
+            return  # the source could not be read: the count is unknown, not zero
+        self.metrics.null_timestamp_rows(model.name, result.null_timestamps)
+        if result.null_timestamps != self._null_timestamps.get(model.name, 0):
+            if result.null_timestamps:
+                log.warning("%s", null_timestamps_note(result.null_timestamps, model.name))
+            else:
+                log.info("no rows without a timestamp any more")
+        self._null_timestamps[model.name] = result.null_timestamps
+
     def _log(self, result: CheckResult) -> None:
         if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
-            log.info("%s: %d rows, %.0f%% of features drifted%s", result.status.value, result.rows,
+            late = f" ({result.late_rows} of them late)" if result.late_rows else ""
+            log.info("%s: %d rows%s, %.0f%% of features drifted%s", result.status.value, result.rows, late,
                      100 * result.drifted_share, f" ({', '.join(result.drifted_features)})" if result.drifted_features else "")
         elif result.status is CheckStatus.INSUFFICIENT_DATA:
             log.info("insufficient data: %s", result.message)
@@ -234,15 +262,13 @@ class Daemon:
         self.handoff.submit(job, model, trigger)
 
     def _save_report(self, model: ModelConfig, result: CheckResult, snapshot):
-        import tempfile
-        from pathlib import Path
-
         if snapshot is None:
             return None
         from monitor.drift import save_report_html
+        from monitor.paths import reports_dir
 
         try:
-            return save_report_html(snapshot, Path(tempfile.gettempdir()) / "driftd-reports" / model.name / f"{result.check_id}.html")
+            return save_report_html(snapshot, reports_dir(self.config, model.name) / f"{result.check_id}.html")
         except Exception as exc:  # the report is a convenience; the retrain must not depend on it
             log.warning("could not render the drift report: %s", exc)
             return None

@@ -1,6 +1,7 @@
 """Exit codes of the `driftd` command, and the error that ends a command with code 3."""
 
 OK, DRIFT, USAGE, FAILURE = 0, 1, 2, 3
+UNHEALTHY = 1  # `driftd health`: what Docker's HEALTHCHECK and Kubernetes' probes read as failed
 
 
 class Failure(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 from monitor.logs import log_context
 from monitor.metrics import Metrics
@@ -18,12 +19,20 @@ log = logging.getLogger("driftd.retrain")
 
 
 class RetrainHandoff:
-    def __init__(self, config: Config, store: StateStore, metrics: Metrics) -> None:
+    def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None) -> None:
         self._config, self._store, self._metrics = config, store, metrics
+        self._clock = clock or SystemClock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
+        self._submitted: list[Future] = []
 
     def submit(self, job: RetrainJob, model: ModelConfig, trigger) -> Future:
-        return self._pool.submit(self._run, job, model, trigger)
+        future = self._pool.submit(self._run, job, model, trigger)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        return future
+
+    def idle(self) -> bool:
+        """No retrain queued or running (its outcome recorded and published)."""
+        return all(f.done() for f in self._submitted)
 
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):
@@ -48,7 +57,8 @@ class RetrainHandoff:
     def _retrain(self, model: ModelConfig, trigger):
         from retrain import run_retrain
 
-        return run_retrain(self._config, model, trigger, progress=lambda line: log.info("retrain: %s", line))
+        # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+        return run_retrain(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
 
     def _mark_failed(self, job: RetrainJob, reason: str) -> None:
         try:

@@ -12,6 +12,8 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
+from monitor.redact import mask
+
 _model: contextvars.ContextVar[str] = contextvars.ContextVar("driftd_model", default="-")
 _check: contextvars.ContextVar[str] = contextvars.ContextVar("driftd_check", default="-")
 
@@ -46,11 +48,19 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "model": record.model,
             "check_id": record.check_id,
-            "msg": record.getMessage(),
+            "msg": mask(record.getMessage()),
         }
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = mask(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, every line (tracebacks included) through the one masker: a URL with
+    credentials in any library's message never reaches the log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s model=%(model)s check=%(check_id)s %(message)s"
@@ -64,7 +74,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CHECK_STATUSES = tuple(s.value for s in CheckStatus)
 RETRAIN_OUTCOMES = ("promoted", "rejected", "failed")
-ALERT_OUTCOMES = ("sent", "failed")
+ALERT_OUTCOMES = ("sent", "failed", "dropped")
 SIZE_VARIANTS = ("original", "compressed")
 # SourceError.kind values plus "labels" (the delayed-labels source); anything else is counted as
 # "other" so an error path never raises.
@@ -134,7 +134,18 @@ class Metrics:
             "driftd_source_errors_total", "Failures reading a model's prediction logs, by kind.", ["model", "kind"], registry=r
         )
         self._alerts = Counter(
-            "driftd_alerts_total", "Alert deliveries, by channel and outcome.", ["model", "channel", "outcome"], registry=r
+            "driftd_alerts_total",
+            "Alert deliveries by channel and outcome: sent; failed (a round of bounded retries failed); "
+            "dropped (a notification given up).", ["model", "channel", "outcome"], registry=r
+        )
+        self._late_rows = Counter(
+            "driftd_late_rows_total",
+            "Rows found behind the watermark (committed after their window was read) and checked with a later window.",
+            ["model"], registry=r,
+        )
+        self._null_timestamps = Gauge(
+            "driftd_null_timestamp_rows", "Rows of the model's source without a timestamp: no window can check them.",
+            ["model"], registry=r,
         )
         self._build_info = Gauge("driftd_build_info", "driftd version (value is always 1).", ["version"], registry=r)
 
@@ -176,6 +187,7 @@ class Metrics:
                 self._retrains.labels(model, outcome)
             for kind in SOURCE_ERROR_KINDS:
                 self._source_errors.labels(model, kind)
+            self._late_rows.labels(model)
             # Empty histograms too: increase() over the first retrain needs a zero sample before it.
             self._retrain_duration.labels(model)
             self._check_duration.labels(model)
@@ -187,7 +199,7 @@ class Metrics:
             self._feature_score, self._feature_drifted, self._drifted_ratio, self._dataset_drifted,
             self._prediction_score, self._quality, self._labelled_ratio, self._quality_drop,
             self._quality_drop_threshold, self._retrains, self._retrain_duration, self._champion,
-            self._model_size, self._source_errors, self._alerts,
+            self._model_size, self._source_errors, self._alerts, self._late_rows, self._null_timestamps,
         ]  # fmt: skip
 
     # --- checks ------------------------------------------------------------------------------
@@ -270,6 +282,16 @@ class Metrics:
                 for other in ALERT_OUTCOMES:
                     self._alerts.labels(model, channel, other)
             self._alerts.labels(model, channel, outcome).inc()
+
+    def late_rows(self, model: str, rows: int) -> None:
+        with self._lock:
+            self._series(model)
+            self._late_rows.labels(model).inc(rows)
+
+    def null_timestamp_rows(self, model: str, rows: int) -> None:
+        with self._lock:
+            self._series(model)
+            self._null_timestamps.labels(model).set(rows)
 
     def retrain_finished(self, model: str, outcome: str, duration_s: float | None) -> None:
         """duration_s None: the retrain's length is unknown (e.g. interrupted by a restart)."""

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from monitor.exits import USAGE, Failure
+from monitor.output import say
 
 SAMPLE_ROWS = 10_000
 SOURCE_URL_VAR = "DRIFTD_SOURCE_URL"
@@ -73,7 +74,7 @@ def run_init(request: Request) -> int:
     sample, where = _sample_logs(request)
     reference = _read_reference(request.reference) if request.reference else None
     if sample.empty and reference is not None:
-        print(f"{where} holds no rows yet: inferring the roles from the reference file")
+        say(f"{where} holds no rows yet: inferring the roles from the reference file")
         sample, where = reference.tail(request.sample_rows), str(request.reference)
     labels = _sample_labels(request)
     estimator, inputs = _load_model(request)
@@ -87,7 +88,7 @@ def run_init(request: Request) -> int:
     _say_roles(roles, where, len(sample))
     window, why_window = _window(sample, roles.timestamp)
     if why_window:
-        print(f"  window.size {window['size']}: {why_window}")
+        say(f"  window.size {window['size']}: {why_window}")
     if inputs is not None:
         _say_model_fit(inputs, roles)
     name = _model_name(request)
@@ -95,7 +96,7 @@ def run_init(request: Request) -> int:
     request.output.parent.mkdir(parents=True, exist_ok=True)
     request.output.write_text(text, encoding="utf-8")
     config = _validated(request)
-    print(f"wrote {request.output} (model {name!r}) and validated it: OK")
+    say(f"wrote {request.output} (model {name!r}) and validated it: OK")
     imported = _import(request, config, name) if estimator is not None else None
     _say_next(request, name, roles, sample, imported)
     return 0
@@ -324,7 +325,7 @@ def _import(request: Request, config, name: str) -> str:
         from retrain.tracking import describe
 
         raise InitError(f"the configuration is written, but importing the model into MLflow failed: {describe(exc)}") from None
-    print(f"imported {request.model_file or request.model_uri} into MLflow ({config.mlflow.tracking_uri}) for `driftd adopt`")
+    say(f"imported {request.model_file or request.model_uri} into MLflow ({config.mlflow.tracking_uri}) for `driftd adopt`")
     return uri
 
 
@@ -332,11 +333,11 @@ def _import(request: Request, config, name: str) -> str:
 
 
 def _say_roles(roles, where: str, rows: int) -> None:
-    print(f"columns of {where} ({rows} sampled rows):")
+    say(f"columns of {where} ({rows} sampled rows):")
     width = max(len(str(c.column)) for c in roles.choices)
     for choice in roles.choices:
-        print(f"  {choice.role:12s} {str(choice.column).ljust(width)}  {choice.reason}")
-    print(f"  task         {roles.task} ({roles.task_reason})")
+        say(f"  {choice.role:12s} {str(choice.column).ljust(width)}  {choice.reason}")
+    say(f"  task         {roles.task} ({roles.task_reason})")
 
 
 def _say_model_fit(inputs, roles) -> None:
@@ -344,29 +345,29 @@ def _say_model_fit(inputs, roles) -> None:
 
     problems, notes = explain(inputs, roles.numerical, roles.categorical)
     for line in problems + notes:
-        print(f"  model: {line}")
+        say(f"  model: {line}")
 
 
 def _say_next(request: Request, name: str, roles, sample: pd.DataFrame, imported: str | None) -> None:
     config = str(request.output)
     times = pd.to_datetime(sample[roles.timestamp], utc=True, errors="coerce", format="ISO8601").dropna()
-    print("next:")
+    say("next:")
     if request.sql_url and _has_password(request.sql_url):
-        print(f"  export {SOURCE_URL_VAR}='...'      # the database URL with its password; it stays out of {config}")
-    print(f"  driftd validate -c {config}")
+        say(f"  export {SOURCE_URL_VAR}='...'      # the database URL with its password; it stays out of {config}")
+    say(f"  driftd validate -c {config}")
     if len(times):
         # --since is exclusive: a second before the first sampled row, so that row is in.
         since = (times.min().floor("s") - pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         until = times.max().ceil("s").strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"  driftd backfill -c {config} --model {name} --since {since} --until {until}"
+        say(f"  driftd backfill -c {config} --model {name} --since {since} --until {until}"
               "   # check the history; before starting the daemon")
     reference = f" --reference {request.reference}" if request.reference else " --reference TRAINING_DATA.parquet"
     if imported:
-        print(f"  driftd adopt -c {config} --model {name}{reference}   # makes the imported model @champion: retraining on")
+        say(f"  driftd adopt -c {config} --model {name}{reference}   # makes the imported model @champion: retraining on")
     else:
-        print(f"  driftd adopt -c {config} --model {name} --model-uri URI{reference}   # optional: without a champion "
+        say(f"  driftd adopt -c {config} --model {name} --model-uri URI{reference}   # optional: without a champion "
               "driftd monitors only")
-    print(f"  driftd run -c {config}")
+    say(f"  driftd run -c {config}")
 
 
 def _shown(request: Request) -> str:

@@ -41,6 +41,10 @@ def check_report(result: CheckResult) -> str:
     if result.quality:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.quality.metrics.items()))
         parts.append(f"quality on {result.quality.labelled_rows} labelled rows ({result.quality.labelled_ratio:.0%}): {metrics}")
+    if result.late_rows:
+        parts.append(f"{result.late_rows} late rows (committed after the watermark passed them) are in this window")
+    if result.null_timestamps:
+        parts.append(f"WARNING: {result.null_timestamps} rows have no timestamp and can never be checked; fix the logging")
     parts.append(verdict(result))
     return "\n".join(parts)
 

@@ -60,7 +60,7 @@ class CheckResult:
     started_at: datetime
     window_start: datetime | None
     window_end: datetime
-    rows: int = 0
+    rows: int = 0  # late rows included
     rows_used: int = 0
     sampled: bool = False
     features: tuple[FeatureDrift, ...] = ()
@@ -71,8 +71,10 @@ class CheckResult:
     reference_version: str | None = None
     watermark: Watermark | None = None  # the watermark after this window
     duration_seconds: float = 0.0
-    message: str | None = None  # why the window is insufficient_data or error, for a user
+    message: str | None = None  # why the window is insufficient_data or error, or an input problem, for a user
     details: dict[str, Any] = field(default_factory=dict)
+    late_rows: int = 0  # rows committed after the watermark passed them, checked with this window
+    null_timestamps: int = 0  # rows of the source without a timestamp (never in any window)
 
     @property
     def drifted_features(self) -> list[str]:

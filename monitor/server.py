@@ -1,8 +1,10 @@
 """driftd's HTTP endpoints on one port: /metrics, /healthz, /readyz.
 
 Stdlib ThreadingHTTPServer in a daemon thread, so a slow scraper never blocks checks and the
-endpoints come up without importing anything heavy. Optional basic auth and TLS cover all
-three endpoints alike.
+endpoints come up without importing anything heavy. Optional TLS covers all three endpoints.
+Optional basic auth guards /metrics; the probes stay open so Docker's HEALTHCHECK and
+Kubernetes' probes work without credentials: /healthz says only "ok", and /readyz tells an
+unauthenticated caller only ready or not — the reasons need the credentials.
 """
 
 from __future__ import annotations
@@ -176,20 +178,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch(head=True)
 
     def _dispatch(self, head: bool) -> None:
-        if not self.owner._authorized(self.headers.get("Authorization")):  # noqa: SLF001
-            self._send(401, b"authentication required\n", extra={"WWW-Authenticate": _REALM}, head=head)
-            return
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._metrics(head)
-        elif path == "/healthz":
+        authorized = self.owner._authorized(self.headers.get("Authorization"))  # noqa: SLF001
+        if path == "/healthz":
             self._send(200, b"ok\n", head=head)
         elif path == "/readyz":
             problems = self.owner._problems()  # noqa: SLF001
             if problems:
-                self._send(503, ("\n".join(problems) + "\n").encode(), head=head)
+                detail = "\n".join(problems) if authorized else "not ready (authenticate to see why)"
+                self._send(503, (detail + "\n").encode(), head=head)
             else:
                 self._send(200, b"ready\n", head=head)
+        elif not authorized:
+            self._send(401, b"authentication required\n", extra={"WWW-Authenticate": _REALM}, head=head)
+        elif path == "/metrics":
+            self._metrics(head)
         elif path == "/":
             self._send(200, b"driftd: /metrics /healthz /readyz\n", head=head)
         else:

@@ -1,8 +1,9 @@
 """driftd's own state: watermarks, check history, decisions, alert states and retrain jobs.
 
 SQLAlchemy Core over SQLite (the embedded default) or PostgreSQL, chosen by URL only.
-A window's check row and its new watermark commit in one transaction, so a crash between
-them can neither skip a window nor count it twice.
+A window's check row, its new watermark and the keys it checked inside the look-back (see
+monitor.late) commit in one transaction, so a crash between them can neither skip a window
+nor a late row, nor count either twice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,9 +26,14 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from monitor.clock import Clock, SystemClock
+from monitor.config import MODEL_NAME_MAX_LENGTH
+from monitor.late import NO_AUDIT, Audit, Seen, decode
+from monitor.redact import mask, url_secrets
 from monitor.results import CheckResult, CheckStatus, Quality, Watermark
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_NAME = MODEL_NAME_MAX_LENGTH  # every `model` column holds a configured model name
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 ACTIVE_JOB_STATUSES = ("queued", "running")
@@ -60,6 +67,7 @@ class CheckRecord:
     quality: Quality | None
     message: str | None
     drifted_features: tuple[str, ...] = ()
+    late_rows: int = 0  # of `rows`, those found behind the watermark (monitor.late)
 
 
 @dataclass(frozen=True)
@@ -145,7 +153,7 @@ versions = sa.Table(
 watermarks = sa.Table(
     "watermarks",
     metadata,
-    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(_NAME), primary_key=True),
     sa.Column("ts", UTCDateTime, nullable=False),  # for people; microseconds
     # Nanoseconds since the epoch: Parquet timestamps carry them, and a watermark cut to
     # microseconds would hand the window's last rows to the next window again.
@@ -153,13 +161,28 @@ watermarks = sa.Table(
     sa.Column("id", sa.Text, nullable=False),  # JSON, so an int id comes back as int
     sa.Column("check_id", sa.String(200), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Rows at or before this (ns) are no longer audited for late arrival (monitor.late).
+    sa.Column("audit_from_ns", sa.BigInteger),
+)
+
+# The keys (64-bit hashes of (timestamp, id)) each window checked inside the look-back.
+seen_keys = sa.Table(
+    "seen_keys",
+    metadata,
+    sa.Column("check_id", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(_NAME), nullable=False),
+    sa.Column("min_ts_ns", sa.BigInteger, nullable=False),
+    sa.Column("max_ts_ns", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("hashes", sa.LargeBinary, nullable=False),
+    sa.Index("ix_seen_keys_model_max", "model", "max_ts_ns"),
 )
 
 checks = sa.Table(
     "checks",
     metadata,
     sa.Column("check_id", sa.String(200), primary_key=True),
-    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(_NAME), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("window_start", UTCDateTime),
@@ -178,7 +201,7 @@ decisions = sa.Table(
     "decisions",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(_NAME), nullable=False),
     sa.Column("check_id", sa.String(200)),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("action", sa.String(200), nullable=False),
@@ -189,7 +212,7 @@ decisions = sa.Table(
 alerts = sa.Table(
     "alerts",
     metadata,
-    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(_NAME), primary_key=True),
     sa.Column("alert", sa.String(200), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("since", UTCDateTime, nullable=False),
@@ -202,7 +225,7 @@ retrain_jobs = sa.Table(
     "retrain_jobs",
     metadata,
     sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(_NAME), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("outcome", sa.String(16)),
     sa.Column("reason", sa.Text),
@@ -230,23 +253,20 @@ def _migrate_to_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[watermarks, checks, decisions, alerts, retrain_jobs])
 
 
+def _migrate_to_2(conn: Connection) -> None:
+    # Late-row bookkeeping. Windows recorded before it kept no keys: auditing starts at the
+    # current watermark, so no row already checked is taken for a late one.
+    if "audit_from_ns" not in {c["name"] for c in sa.inspect(conn).get_columns("watermarks")}:
+        conn.execute(sa.text("ALTER TABLE watermarks ADD COLUMN audit_from_ns BIGINT"))
+    conn.execute(sa.update(watermarks).where(watermarks.c.audit_from_ns.is_(None)).values(audit_from_ns=watermarks.c.ts_ns))
+    seen_keys.create(conn, checkfirst=True)
+
+
 # Version N's step upgrades a database at version N-1. Append, never edit a released step.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1}
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _masked(url: str) -> str:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _plain(value: Any) -> Any:
@@ -270,12 +290,9 @@ def _quality_from_json(text: str | None) -> Quality | None:
     return Quality(int(data["labelled_rows"]), float(data["labelled_ratio"]), {k: float(v) for k, v in data["metrics"].items()})
 
 
-def _drifted_features(result_json: str) -> tuple[str, ...]:
-    features = json.loads(result_json).get("features") or []
-    return tuple(f["feature"] for f in features if f.get("drifted"))
-
-
 def _check_record(row: sa.Row[Any]) -> CheckRecord:
+    result = json.loads(row.result)
+    drifted = tuple(f["feature"] for f in result.get("features") or [] if f.get("drifted"))
     return CheckRecord(
         check_id=row.check_id,
         model=row.model,
@@ -289,7 +306,8 @@ def _check_record(row: sa.Row[Any]) -> CheckRecord:
         dataset_drifted=bool(row.dataset_drifted),
         quality=_quality_from_json(row.quality),
         message=row.message,
-        drifted_features=_drifted_features(row.result),
+        drifted_features=drifted,
+        late_rows=int(result.get("late_rows") or 0),
     )
 
 
@@ -303,14 +321,18 @@ def _retrain_job(row: sa.Row[Any]) -> RetrainJob:
 class StateStore:
     """Thread-safe access to driftd's state database. Call `migrate()` once at start-up."""
 
-    def __init__(self, url: str) -> None:
-        self._url_masked = _masked(url)
-        self._password = self._password_of(url)
+    def __init__(self, url: str, clock: Clock | None = None) -> None:
+        self._secrets = url_secrets(url)
+        self._url_masked = mask(url, self._secrets)
+        self._clock = clock or SystemClock()
         self._engine = self._create_engine(url)
         self._is_sqlite = self._engine.dialect.name == "sqlite"
+        self._in_memory = self._is_sqlite and self._engine.url.database in (None, "", ":memory:")
         # SQLite has one writer at a time anyway; serialising in-process turns lock waits
         # into plain queueing and makes the single shared connection of :memory: safe.
         self._lock: ContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
+        # Reads need no lock on a file (WAL readers never block), only on :memory:'s one connection.
+        self._read_lock: ContextManager[Any] = self._lock if self._in_memory else nullcontext()
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -344,11 +366,11 @@ class StateStore:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 _MIGRATIONS[version](conn)
-                conn.execute(sa.insert(versions).values(version=version, applied_at=_now()))
+                conn.execute(sa.insert(versions).values(version=version, applied_at=self._now()))
 
     def schema_version(self) -> int:
         """The schema version recorded in the database (0 before the first `migrate()`)."""
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             if not sa.inspect(conn).has_table("schema_version"):
                 return 0
             return conn.execute(sa.select(sa.func.max(versions.c.version))).scalar() or 0
@@ -367,12 +389,29 @@ class StateStore:
     # --- watermarks and checks ---
 
     def watermark(self, model: str) -> Watermark | None:
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(sa.select(watermarks.c.ts_ns, watermarks.c.id).where(watermarks.c.model == model)).first()
         return None if row is None else Watermark(pd.Timestamp(row.ts_ns, unit="ns", tz="UTC"), json.loads(row.id))
 
-    def record_check(self, result: CheckResult) -> None:
-        """Store the check and, if it carries one, its new watermark — all or nothing.
+    def audit(self, model: str) -> Audit:
+        """Where late-row auditing starts for `model` and the keys checked since (monitor.late)."""
+        with self._tx(write=False) as conn:
+            start = conn.execute(sa.select(watermarks.c.audit_from_ns).where(watermarks.c.model == model)).scalar()
+            if start is None:
+                return NO_AUDIT
+            query = sa.select(seen_keys.c.hashes).where(seen_keys.c.model == model, seen_keys.c.max_ts_ns > start)
+            blobs = [decode(row.hashes) for row in conn.execute(query)]
+        hashes = np.sort(np.concatenate(blobs)) if blobs else np.empty(0, dtype=np.uint64)
+        return Audit(pd.Timestamp(start, unit="ns", tz="UTC"), hashes)
+
+    def seen_rows(self, model: str) -> int:
+        """Keys the late-row bookkeeping holds for `model` (bounded by the look-back)."""
+        with self._tx(write=False) as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(seen_keys.c.rows), 0)).where(seen_keys.c.model == model)).scalar())
+
+    def record_check(self, result: CheckResult, seen: Seen | None = None) -> None:
+        """Store the check and, if it carries one, its new watermark and the keys it checked
+        inside the look-back — all or nothing.
 
         Recording the same check_id again changes nothing, so a retried tick is harmless.
         """
@@ -381,7 +420,13 @@ class StateStore:
             stmt = self._insert(checks).values(self._check_row(result)).on_conflict_do_nothing(index_elements=["check_id"])
             inserted = conn.execute(stmt.returning(checks.c.check_id)).first() is not None
             if inserted and result.watermark is not None:
-                self._upsert_watermark(conn, result.model, result.watermark, result.check_id)
+                audit_from = seen.audit_from_ns if seen is not None else pd.Timestamp(result.watermark.timestamp).value
+                self._upsert_watermark(conn, result.model, result.watermark, result.check_id, audit_from)
+                if seen is not None and len(seen.hashes):
+                    conn.execute(sa.insert(seen_keys).values(
+                        check_id=result.check_id, model=result.model, min_ts_ns=seen.min_ts_ns, max_ts_ns=seen.max_ts_ns,
+                        rows=len(seen.hashes), hashes=seen.encoded()))
+                conn.execute(sa.delete(seen_keys).where(seen_keys.c.model == result.model, seen_keys.c.max_ts_ns <= audit_from))
 
     def recent_checks(self, model: str, limit: int) -> list[CheckRecord]:
         """The model's last `limit` checks, newest first."""
@@ -391,27 +436,27 @@ class StateStore:
             .order_by(checks.c.started_at.desc(), checks.c.window_end.desc(), checks.c.check_id.desc())
             .limit(limit)
         )
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return [_check_record(row) for row in conn.execute(query)]
 
     # --- decisions ---
 
     def record_decision(self, model: str, check_id: str | None, action: str, reason: str) -> None:
-        row = {"model": model, "check_id": check_id, "at": _now(), "action": action, "reason": reason}
+        row = {"model": model, "check_id": check_id, "at": self._now(), "action": action, "reason": reason}
         with self._tx() as conn:
             conn.execute(sa.insert(decisions).values(row))
 
     def decisions(self, model: str, limit: int = 50) -> list[DecisionRecord]:
         """The model's last `limit` decisions, newest first."""
         query = sa.select(decisions).where(decisions.c.model == model).order_by(decisions.c.id.desc()).limit(limit)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return [DecisionRecord(r.id, r.model, r.check_id, r.at, r.action, r.reason) for r in conn.execute(query)]
 
     # --- alerts ---
 
     def alert_state(self, model: str, alert: str) -> AlertRecord | None:
         query = sa.select(alerts).where(alerts.c.model == model, alerts.c.alert == alert)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(query).first()
         return None if row is None else AlertRecord(row.model, row.alert, row.state, row.since, row.last_sent_at)
 
@@ -439,7 +484,7 @@ class StateStore:
         """Queue a retrain; None when the model already has a queued or running job."""
         job = RetrainJob(
             job_id=uuid.uuid4().hex, model=model, status="queued", outcome=None, reason=reason,
-            trigger_check_id=trigger_check_id, created_at=_now(), started_at=None, finished_at=None,
+            trigger_check_id=trigger_check_id, created_at=self._now(), started_at=None, finished_at=None,
             run_id=None, version=None,
         )  # fmt: skip
         try:
@@ -469,9 +514,9 @@ class StateStore:
         given = {"outcome": outcome, "reason": reason, "run_id": run_id, "version": version}
         values.update({k: v for k, v in given.items() if v is not None})
         if status == "running":
-            values["started_at"] = _now()
+            values["started_at"] = self._now()
         elif status in ("succeeded", "failed"):
-            values["finished_at"] = _now()
+            values["finished_at"] = self._now()
         with self._tx() as conn:
             if conn.execute(sa.update(retrain_jobs).where(retrain_jobs.c.job_id == job_id).values(values)).rowcount == 0:
                 raise StateError(f"no retrain job with id {job_id!r} in {self._url_masked}")
@@ -482,13 +527,13 @@ class StateStore:
         if since is not None:
             query = query.where(retrain_jobs.c.created_at >= since)
         query = query.order_by(retrain_jobs.c.created_at.desc(), retrain_jobs.c.job_id)
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             return [_retrain_job(row) for row in conn.execute(query)]
 
     def active_retrain_job(self, model: str) -> RetrainJob | None:
         """The model's queued or running job, however old."""
         query = sa.select(retrain_jobs).where(retrain_jobs.c.model == model, retrain_jobs.c.status.in_(ACTIVE_JOB_STATUSES))
-        with self._tx() as conn:
+        with self._tx(write=False) as conn:
             row = conn.execute(query).first()
         return None if row is None else _retrain_job(row)
 
@@ -501,7 +546,7 @@ class StateStore:
         active = retrain_jobs.c.status.in_(ACTIVE_JOB_STATUSES)
         with self._tx() as conn:
             stale = [_retrain_job(row) for row in conn.execute(sa.select(retrain_jobs).where(active))]
-            finished = _now()
+            finished = self._now()
             for job in stale:
                 conn.execute(
                     sa.update(retrain_jobs)
@@ -520,28 +565,37 @@ class StateStore:
     # --- internals ---
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        """One transaction; database failures become StateError naming the (masked) database."""
-        with self._lock:
+    def _tx(self, write: bool = True) -> Iterator[Connection]:
+        """One transaction; database failures become StateError naming the (masked) database.
+
+        On SQLite only a write transaction takes the write lock up front (BEGIN IMMEDIATE);
+        a read is a deferred transaction, which in WAL mode neither waits for nor blocks writers."""
+        with self._lock if write else self._read_lock:
             try:
-                with self._engine.begin() as conn:
-                    yield conn
+                with self._engine.connect() as conn:
+                    conn = conn.execution_options(driftd_write=write)
+                    with conn.begin():
+                        yield conn
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
                 raise StateError(self._explain(exc, "query failed on")) from None
+
+    def _now(self) -> datetime:
+        return self._clock.now()
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = sqlite if self._is_sqlite else postgresql
         return dialect.insert(table)
 
-    def _upsert_watermark(self, conn: Connection, model: str, mark: Watermark, check_id: str) -> None:
+    def _upsert_watermark(self, conn: Connection, model: str, mark: Watermark, check_id: str, audit_from_ns: int) -> None:
         stamp = pd.Timestamp(mark.timestamp)
         values = {"model": model, "ts": stamp.to_pydatetime(warn=False), "ts_ns": stamp.value,
-                  "id": json.dumps(mark.id, default=_plain), "check_id": check_id, "updated_at": _now()}
+                  "id": json.dumps(mark.id, default=_plain), "check_id": check_id, "updated_at": self._now(),
+                  "audit_from_ns": audit_from_ns}
         stmt = self._insert(watermarks).values(values)
         conn.execute(stmt.on_conflict_do_update(index_elements=["model"], set_={k: stmt.excluded[k] for k in values if k != "model"}))
 
     @staticmethod
-    def _check_row(result: CheckResult) -> dict[str, Any]:
+    def _check_row(result: CheckResult) -> dict[str, Any]:  # masked again: the table outlives any log
         return {
             "check_id": result.check_id,
             "model": result.model,
@@ -554,16 +608,9 @@ class StateStore:
             "drifted_share": result.drifted_share,
             "dataset_drifted": result.dataset_drifted,
             "quality": _quality_json(result.quality),
-            "result": json.dumps(result.to_dict(), default=str),
-            "message": result.message,
+            "result": mask(json.dumps(result.to_dict(), default=str)),
+            "message": mask(result.message) if result.message else None,
         }
-
-    @staticmethod
-    def _password_of(url: str) -> str | None:
-        try:
-            return make_url(url).password  # type: ignore[return-value]
-        except ArgumentError:
-            return None
 
     def _create_engine(self, url: str) -> Engine:
         try:
@@ -606,19 +653,22 @@ class StateStore:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            # A write takes the lock up front (IMMEDIATE): a deferred transaction that reads and
             # then writes fails with "database is locked" instead of waiting when another
-            # process (`driftd check` beside the daemon) wrote in between.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # process (`driftd check` beside the daemon) wrote in between. Reads stay deferred.
+            write = conn.get_execution_options().get("driftd_write", True)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
 
     def _explain(self, exc: SQLAlchemyError, what: str) -> str:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if self._password:
-            detail = detail.replace(self._password, "***")
+        detail = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self._secrets)
         if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
             hint = "the schema is missing: start the daemon once (it runs StateStore.migrate()) before other commands"
+        elif self._url_masked.startswith("sqlite") and ("locked" in detail or "busy" in detail):
+            hint = (f"another process held the SQLite write lock for more than {_SQLITE_BUSY_TIMEOUT_S} s — a long "
+                    "`driftd` command beside the daemon, or a stuck process; retry, and use PostgreSQL for "
+                    "state shared by several processes")
         elif self._url_masked.startswith("sqlite"):
             hint = "check that the directory exists and is writable"
         else:

@@ -162,6 +162,12 @@ class _Retrain:
 
         self._at("reading the champion")
         client = connect(self.config)
+        try:
+            for orphan in registry.settle_orphans(client, self.model.mlflow_name):
+                log.warning("version %s of %s was left without promotion or rejection by a failed retrain; marked failed",
+                            orphan, self.model.mlflow_name)
+        except Exception as exc:  # bookkeeping of an earlier retrain must not stop this one
+            log.warning("could not settle versions left pending by an earlier retrain of %s: %s", self.model.name, describe(exc))
         champ = registry.champion(self.config, self.model)
         if champ is None:
             raise _Failed(
@@ -365,7 +371,18 @@ class _Retrain:
         if not isinstance(exc, _EXPLAINED) and not _is_mlflow_error(exc):  # a bug: keep the traceback
             log.error("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=exc)
         self.say(f"failed while {self.stage}: {reason}")
+        self._mark_version_failed(reason)
         return self._outcome("failed", reason, self.version)
+
+    def _mark_version_failed(self, reason: str) -> None:
+        """A version registered before the failure must say why it serves nowhere. Best effort:
+        with MLflow unreachable the next retrain does it (registry.settle_orphans)."""
+        if self.version is None or self.unreachable:
+            return
+        try:
+            registry.mark_failed(connect(self.config), self.model.mlflow_name, self.version, reason, self.stage)
+        except Exception as exc:
+            log.warning("could not mark version %s of %s failed (the next retrain will): %s", self.version, self.model.name, describe(exc))
 
     def _finish_run(self, outcome: RetrainOutcome) -> None:
         import mlflow

@@ -32,6 +32,10 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   `driftd.validation_score` (the version's score on its holdout; the daemon compares live
   quality with it), `driftd.sklearn_model_uri`, `driftd.onnx_opset`, and on rejection
   `driftd.rejected_reason`; on promotion `driftd.promoted_over` (the version it replaced).
+  `driftd.outcome` is `pending` from registration until the version is promoted or
+  rejected; a retrain that fails in between (MLflow went away after registering) marks it
+  `failed` with `driftd.failed_reason`, or — when MLflow is still unreachable — the next
+  retrain does (`settle_orphans`), so no version is left without a reason.
 - Aliases: `champion` serves; `previous` is the champion it replaced (for rollback);
   `challenger` marks the latest rejected version. Promotion moves `champion` LAST, so a
   failure anywhere before leaves the old champion serving.
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("driftd.registry")
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+OUTCOME_TAG, FAILED_REASON_TAG = "driftd.outcome", "driftd.failed_reason"
 REFERENCE_ARTIFACT = "driftd/reference.parquet"
 SCHEMA_ARTIFACT = "driftd/schema.json"
 REPORT_ARTIFACT = "driftd/drift_report.html"
@@ -250,6 +255,7 @@ def move_champion(client: MlflowClient, name: str, version: str) -> None:
     _call(client.set_model_version_tag, name, version, "driftd.promoted_at", _now())
     _call(client.set_registered_model_alias, name, CHAMPION, version)  # last: the switch itself
     try:  # tidying after the switch: a failure here must not report the promotion as failed
+        client.set_model_version_tag(name, version, OUTCOME_TAG, "promoted")
         challenger = _by_alias(client, name, CHALLENGER)
         if challenger is not None and str(challenger.version) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
@@ -258,7 +264,43 @@ def move_champion(client: MlflowClient, name: str, version: str) -> None:
 
 
 def mark_rejected(client: MlflowClient, name: str, version: str) -> None:
+    _call(client.set_model_version_tag, name, version, OUTCOME_TAG, "rejected")
     _call(client.set_registered_model_alias, name, CHALLENGER, version)
+
+
+def mark_failed(client: MlflowClient, name: str, version: str, reason: str, stage: str) -> None:
+    """Record why a registered version was neither promoted nor rejected (best effort: raises)."""
+    _call(client.set_model_version_tag, name, version, FAILED_REASON_TAG, f"failed while {stage}: {reason}"[:5000])
+    _call(client.set_model_version_tag, name, version, OUTCOME_TAG, "failed")
+
+
+def settle_orphans(client: MlflowClient, name: str) -> list[str]:
+    """Versions still `pending` from a retrain that could not finish (MLflow was unreachable
+    even to record the failure): the champion among them was promoted, the others failed."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as exc:
+        if is_missing(exc):
+            return []
+        raise
+    pending = [v for v in versions if (v.tags or {}).get(OUTCOME_TAG) == "pending"]
+    if not pending:
+        return []
+    current = _by_alias(client, name, CHAMPION)
+    settled = []
+    for version in pending:
+        number = str(version.version)
+        if current is not None and str(current.version) == number:
+            _call(client.set_model_version_tag, name, number, OUTCOME_TAG, "promoted")
+            continue
+        reason = (f"orphaned: registered by run {version.run_id}, which failed before promoting or rejecting it "
+                  "(MLflow was unreachable); found by a later retrain")
+        _call(client.set_model_version_tag, name, number, FAILED_REASON_TAG, reason)
+        _call(client.set_model_version_tag, name, number, OUTCOME_TAG, "failed")
+        settled.append(number)
+    return settled
 
 
 def _call(method: Any, *args: Any) -> Any:
@@ -381,6 +423,7 @@ def version_tags(candidate: Candidate, sklearn_model_uri: str) -> dict[str, str]
         "driftd.primary_metric": candidate.primary_metric,
         "driftd.validation_score": "" if candidate.validation_score is None else repr(float(candidate.validation_score)),
         "driftd.sklearn_model_uri": sklearn_model_uri,
+        OUTCOME_TAG: "pending",  # until promoted, rejected or failed
     }
     if candidate.variant != "none":
         tags["driftd.onnx_opset"] = str(candidate.compression.target_opset)

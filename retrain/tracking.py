@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from monitor.config import Config, ModelConfig
+from monitor.redact import mask  # noqa: F401 - the one masker, re-exported for retrain's modules
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,18 +28,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # nor is its stdout
 }
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|token|access_token|secret|key|sig|signature)=)[^&;\s]+")
-
 
 class TrackingError(Exception):
     """MLflow could not be used; the message names the (masked) URI and what to check."""
-
-
-def mask(text: str) -> str:
-    """`text` with credentials in URLs (user:password@, ?token=…) replaced by ***."""
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
-    return _SECRET_QUERY.sub(r"\g<key>***", text)
 
 
 def tracking_uri(config: Config) -> str:
@@ -113,7 +105,11 @@ _CONNECTION_PROBLEMS = (
 
 
 def connection_problem(text: str) -> str | None:
-    """A short name for an HTTP connection failure buried in an MLflow message, else None."""
+    """A short name for an HTTP connection failure buried in an MLflow message (or already
+    named by `describe`), else None."""
+    described = re.search(r"cannot connect \(([^)]+)\)", text)
+    if described:
+        return described.group(1)
     for marker, problem in _CONNECTION_PROBLEMS:
         if marker in text:
             return problem

@@ -147,7 +147,8 @@ def test_exhausted_retries_are_counted_and_logged_without_secrets(
     assert notifier.close(5)
     assert rx.attempts == 3
     assert (alerts_total(metrics, "slack", "sent"), alerts_total(metrics, "slack", "failed")) == (0, 1)
-    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert alerts_total(metrics, "slack", "dropped") == 1  # still undelivered when the notifier closed
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and "failed:" in r.getMessage()]
     message = warning.getMessage()
     assert "channel slack" in message and "127.0.0.1" in message and "HTTP 500" in message
     assert "3 attempts" in message
@@ -160,18 +161,63 @@ def test_client_errors_are_not_retried(rx: Receiver, metrics: Metrics) -> None:
     rx.fail(1, status=404)
     notifier = make_notifier(metrics, channel("ops", "webhook", rx.url))
     notifier.notify(event(), ["ops"])
+    wait_until(lambda: alerts_total(metrics, "ops", "dropped") == 1)  # a retry cannot fix a 404
     assert notifier.close(5)
     assert rx.attempts == 1 and alerts_total(metrics, "ops", "failed") == 1
 
 
-def test_failed_transition_is_sent_again_on_the_next_notify(rx: Receiver, metrics: Metrics) -> None:
-    rx.fail(3)
-    notifier = make_notifier(metrics, channel("ops", "webhook", rx.url))
-    notifier.notify(event(), ["ops"])
-    notifier.notify(event(), ["ops"])  # the caller retries the transition: not swallowed as a repeat
+# Rounds 0.05 s and 0.1 s apart; a dropped alert is not tried again for a minute.
+BACKOFF = RetryPolicy(attempts=2, initial_wait_s=0.01, max_wait_s=0.01, max_total_s=5.0, backoff_s=0.05, max_backoff_s=60, rounds=3)
+
+
+def test_a_failing_endpoint_gets_bounded_rounds_however_often_the_alert_is_resent(rx: Receiver, metrics: Metrics) -> None:
+    rx.fail(1000, status=500)
+    notifier = Notifier([channel("chat", "slack", rx.url)], metrics, retry=BACKOFF)
+    for _ in range(200):  # the daemon re-sends a firing alert on every check
+        notifier.notify(event(), ["chat"])
+    wait_until(lambda: alerts_total(metrics, "chat", "dropped") == 1)
+    for _ in range(50):  # re-sends after giving up wait for max_backoff_s
+        notifier.notify(event(), ["chat"])
     assert notifier.close(5)
-    assert len(rx.requests) == 1
-    assert (alerts_total(metrics, "ops", "sent"), alerts_total(metrics, "ops", "failed")) == (1, 1)
+    assert rx.attempts == BACKOFF.rounds * BACKOFF.attempts == 6
+    assert (alerts_total(metrics, "chat", "failed"), alerts_total(metrics, "chat", "dropped")) == (3, 1)
+    assert alerts_total(metrics, "chat", "sent") == 0
+
+
+def test_a_failed_notification_is_delivered_by_a_later_round(rx: Receiver, metrics: Metrics) -> None:
+    rx.fail(2)  # the whole first round
+    notifier = Notifier([channel("ops", "webhook", rx.url)], metrics, retry=BACKOFF)
+    notifier.notify(event(), ["ops"])
+    notifier.notify(event(), ["ops"])  # a re-send waits for the next round rather than posting again
+    wait_until(lambda: alerts_total(metrics, "ops", "sent") == 1)
+    assert notifier.close(5)
+    assert len(rx.requests) == 1 and rx.attempts == 3
+    assert (alerts_total(metrics, "ops", "failed"), alerts_total(metrics, "ops", "dropped")) == (1, 0)
+
+
+def test_a_state_superseded_before_delivery_is_dropped(rx: Receiver, metrics: Metrics) -> None:
+    slow = RetryPolicy(attempts=1, initial_wait_s=0.01, max_wait_s=0.01, max_total_s=5.0, backoff_s=0.3, max_backoff_s=60, rounds=3)
+    rx.fail(1)
+    notifier = Notifier([channel("ops", "webhook", rx.url)], metrics, retry=slow)
+    notifier.notify(event("firing"), ["ops"])
+    wait_until(lambda: alerts_total(metrics, "ops", "failed") == 1)
+    notifier.notify(event("resolved"), ["ops"])  # before the firing's next round
+    wait_until(lambda: alerts_total(metrics, "ops", "sent") == 1)
+    assert notifier.close(5)
+    assert [r.json["status"] for r in rx.requests] == ["resolved"]
+    assert alerts_total(metrics, "ops", "dropped") == 1
+
+
+def test_a_dropped_alert_still_firing_is_tried_afresh_after_max_backoff(rx: Receiver, metrics: Metrics) -> None:
+    quick = RetryPolicy(attempts=1, initial_wait_s=0.01, max_wait_s=0.01, max_total_s=5.0, backoff_s=0.01, max_backoff_s=0.2, rounds=1)
+    rx.fail(1)
+    notifier = Notifier([channel("ops", "webhook", rx.url)], metrics, retry=quick)
+    notifier.notify(event(), ["ops"])
+    wait_until(lambda: alerts_total(metrics, "ops", "dropped") == 1)
+    time.sleep(0.3)  # longer than max_backoff_s: the next re-send starts a new notification
+    notifier.notify(event(), ["ops"])
+    wait_until(lambda: alerts_total(metrics, "ops", "sent") == 1)
+    assert notifier.close(5)
 
 
 def test_refusing_channel_does_not_block_notify(metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:

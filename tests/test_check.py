@@ -176,3 +176,14 @@ def test_the_daemon_catches_up_a_backlog_in_one_tick_window_by_window(tmp_path):
     assert sum(c.rows for c in checks) == 6000 and all(c.status.value in ("ok", "drift") for c in checks)
     assert all(c.window_end - c.window_start <= timedelta(minutes=10) for c in checks)
     daemon.store.close()
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path):
+    # `driftd check --json | head`: the reader is gone before driftd prints.
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "check", "-c", str(_setup(tmp_path)), "--model", "churn", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err  # the check's own exit code: a clean window
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

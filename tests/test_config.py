@@ -44,11 +44,11 @@ def test_example_config_in_the_repo_validates():
 
 
 def test_defaults_are_merged_into_each_model_and_models_override():
-    raw = {**MINIMAL, "defaults": {"window": {"size": "30m", "min_rows": 50}, "policy": {"alert_after": "1 of 2"}}}
-    raw["models"] = [{**MINIMAL["models"][0], "window": {"min_rows": 10}}]
+    raw = {**MINIMAL, "defaults": {"window": {"size": "30m", "min_rows": 300}, "policy": {"alert_after": "1 of 2"}}}
+    raw["models"] = [{**MINIMAL["models"][0], "window": {"min_rows": 60}}]
     model = _parse(raw).models[0]
     assert model.window.size == timedelta(minutes=30)
-    assert model.window.min_rows == 10
+    assert model.window.min_rows == 60
     assert model.policy.alert_after == NOfM(1, 2)
     assert model.policy.retrain_after == NOfM(3, 4)
 
@@ -154,3 +154,33 @@ def test_validate_command_exit_codes(tmp_path):
     assert "sever: unknown key" in run.stderr and "Traceback" not in run.stderr
     run = _driftd("validate", "-c", str(tmp_path / "missing.yaml"))
     assert run.returncode == 2 and "cannot read configuration file" in run.stderr
+
+
+def test_a_password_with_a_slash_or_in_the_query_string_is_refused():
+    for url in ("postgresql+psycopg://driftd:pa/ss@db/driftd",
+                "postgresql+psycopg://driftd@db/driftd?password=hunter2",
+                "postgresql+psycopg://driftd@db/driftd?sslmode=require&password=hunter2"):
+        text = _errors({**MINIMAL, "state_url": url})
+        assert "state_url: a " in text and "is written into the YAML" in text and "hunter2" not in text and "pa/ss" not in text
+    ok = {**MINIMAL, "state_url": "postgresql+psycopg://driftd@db/driftd?password=${DB_PASSWORD}&sslmode=require"}
+    assert _parse(ok, env={"DB_PASSWORD": "s3/cret"}).state_url.endswith("?password=s3/cret&sslmode=require")
+
+
+def test_limits_are_validated_with_clear_messages():
+    def model_with(**section) -> dict:
+        return {**MINIMAL, "models": [{**MINIMAL["models"][0], **section}]}
+
+    assert "models.0.window.size: must be longer than 0s" in _errors(model_with(window={"size": "0s"}))
+    assert "models.0.schedule.every: must be longer than 0s" in _errors(model_with(schedule={"every": "0s"}))
+    floor = _errors(model_with(window={"min_rows": 1}))
+    assert "models.0.window.min_rows: 1 is below the floor of 50" in floor and "standard deviations" in floor
+    assert _parse(model_with(window={"min_rows": 50})).models[0].window.min_rows == 50
+    assert "models.0.window.lookback: must not be negative" in _errors(model_with(window={"lookback": -5}))
+    assert "models.0.name: String should have at most 200 characters" in _errors(model_with(name="m" * 201))
+    assert _parse(model_with(name="m" * 200)).models[0].name == "m" * 200
+    assert "defaults.schedule.every: must be longer than 0s" in _errors({**MINIMAL, "defaults": {"schedule": {"every": 0}}})
+
+
+def test_late_row_defaults():
+    window = _parse(MINIMAL).models[0].window
+    assert window.lateness == timedelta(minutes=1) and window.lookback == timedelta(hours=1)

@@ -185,8 +185,7 @@ def test_dockerfile():
     assert instructions[0] == "FROM python:3.11-slim"
     user = next(line.split()[1] for line in instructions if line.startswith("USER "))
     assert user.split(":")[0] not in ("root", "0")
-    healthcheck = text[text.index("HEALTHCHECK"):].split("\n\n")[0]
-    assert "/healthz" in healthcheck and "urllib" in healthcheck and "curl" not in healthcheck
+    assert dockerfile_healthcheck() == ["driftd", "health", "-c", "/etc/driftd/driftd.yaml"]
     assert 'ENTRYPOINT ["driftd"]' in instructions
     assert 'CMD ["run", "-c", "/etc/driftd/driftd.yaml"]' in instructions
     for line in instructions:
@@ -195,6 +194,57 @@ def test_dockerfile():
                 assert (REPO / src).exists(), f"COPY source {src} missing"
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     assert "*" in ignore and "!monitor/" in ignore, "the build context should be an allow-list (no .venv, no secrets)"
+
+
+def dockerfile_healthcheck() -> list[str]:
+    text = (DEPLOY / "Dockerfile").read_text()
+    return json.loads(re.search(r"HEALTHCHECK[^\n]*\\\n\s*CMD (\[.*\])", text).group(1))
+
+
+def k8s_probes() -> dict[str, list[str]]:
+    (deploy,) = k8s_docs("deployment.yaml")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return {p: container[p]["exec"]["command"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+
+
+@pytest.mark.integration
+def test_the_shipped_probes_work_with_tls_and_basic_auth(tmp_path):
+    from tests.test_server import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    config = tmp_path / "driftd.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        "server": {"host": "0.0.0.0", "port": port, "tls": {"cert_file": str(cert), "key_file": str(key)},
+                   "basic_auth": {"username": "prometheus", "password": "${METRICS_PASSWORD}"}},
+        "models": [],
+    }))
+    env = {**os.environ, "METRICS_PASSWORD": "probe-secret-41", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    driftd = shutil.which("driftd", path=str(Path(sys.executable).parent))
+    commands = {"docker HEALTHCHECK": dockerfile_healthcheck(), **{f"k8s {k}": v for k, v in k8s_probes().items()}}
+
+    def probe(command: list[str]) -> subprocess.CompletedProcess:
+        argv = [driftd if a == "driftd" else str(config) if a == "/etc/driftd/driftd.yaml" else a for a in command]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+    assert probe(commands["docker HEALTHCHECK"]).returncode == 1  # nothing listens yet: unhealthy
+    daemon = subprocess.Popen([driftd, "run", "-c", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        wait_for(lambda: probe(commands["docker HEALTHCHECK"]).returncode == 0 or daemon.poll() is not None, timeout=90)
+        assert daemon.poll() is None, daemon.stderr.read()
+        for name, command in commands.items():
+            result = probe(command)
+            assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+            assert f"https://127.0.0.1:{port}/" in result.stdout and "probe-secret-41" not in result.stdout + result.stderr
+        scrape = httpx.get(f"https://127.0.0.1:{port}/metrics", verify=False, timeout=5)
+        assert scrape.status_code == 401  # the probes are open; the metrics are not
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+    assert probe(commands["k8s livenessProbe"]).returncode == 1
 
 
 # --- Kubernetes --------------------------------------------------------------------------
@@ -232,8 +282,9 @@ def test_deployment_is_hardened_and_wired_to_service_config_and_secret():
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert {"requests", "limits"} <= set(container["resources"])
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    probes = k8s_probes()
+    assert probes["livenessProbe"][:2] == ["driftd", "health"] and "--ready" not in probes["livenessProbe"]
+    assert probes["readinessProbe"][:3] == ["driftd", "health", "--ready"]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9108, "targetPort": "metrics", "protocol": "TCP"}]
     assert {"name": "metrics", "containerPort": 9108, "protocol": "TCP"} in container["ports"]
     assert service["spec"]["selector"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()

@@ -37,6 +37,8 @@ CONTRACT = {
     "driftd_check_interval_seconds": ("model",),
     "driftd_quality_drop": ("model", "metric"),
     "driftd_quality_drop_threshold": ("model",),
+    "driftd_late_rows": ("model",),
+    "driftd_null_timestamp_rows": ("model",),
 }
 
 
@@ -111,6 +113,8 @@ def realistic(metrics: Metrics) -> Metrics:
     metrics.model_size("churn", "compressed", 2_600_000)
     metrics.quality_drop("churn", "accuracy", 0.07, 0.05)
     metrics.alert("churn", "slack", "sent")
+    metrics.late_rows("churn", 12)
+    metrics.null_timestamp_rows("churn", 3)
     return metrics
 
 
@@ -139,8 +143,9 @@ def test_counters_start_at_zero_for_every_bounded_label(metrics: Metrics) -> Non
         assert value(metrics, "driftd_checks_total", model="churn", status=status) == 0
     for outcome in ("promoted", "rejected", "failed"):
         assert value(metrics, "driftd_retrains_total", model="churn", outcome=outcome) == 0
-    for outcome in ("sent", "failed"):
+    for outcome in ("sent", "failed", "dropped"):
         assert value(metrics, "driftd_alerts_total", model="churn", channel="slack", outcome=outcome) == 0
+    assert value(metrics, "driftd_late_rows_total", model="churn") == 0
     assert value(metrics, "driftd_source_errors_total", model="churn", kind="unreachable") == 0
     assert value(metrics, "driftd_check_interval_seconds", model="churn") == 900
 

@@ -182,6 +182,6 @@ def test_unreachable_server_fails_fast_without_leaking_credentials(tmp_path):
 
 
 def test_mask_hides_credentials_in_urls():
-    assert mask("postgresql://user:pw@db:5432/x") == "postgresql://***@db:5432/x"
+    assert mask("postgresql://user:pw@db:5432/x") == "postgresql://user:***@db:5432/x"
     assert mask("see https://host/api?token=abc&x=1") == "see https://host/api?token=***&x=1"
     assert mask("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"

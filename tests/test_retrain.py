@@ -362,3 +362,29 @@ def test_server_outage_mid_retrain_leaves_the_champion_serving(server, tmp_path)
     assert aliases(world.config, "loans-outage") == {"champion": "2", "previous": "1"}
     interrupted = mlflow.MlflowClient(server.url).get_run(outcome.run_id)
     assert interrupted.info.status == "FAILED"  # closed by the rerun: the UI shows no phantom RUNNING retrain
+
+
+@pytest.mark.integration
+def test_an_outage_between_register_and_promote_leaves_no_version_without_a_reason(server, tmp_path):
+    world = server_world(server, tmp_path, "loans-orphan")
+
+    def stop_after_registering(line: str) -> None:
+        if line.startswith("registered"):
+            server.stop()
+
+    try:
+        outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW, progress=stop_after_registering)
+    finally:
+        server.start()
+
+    assert outcome.outcome == "failed" and outcome.version == "2", outcome.reason
+    client = mlflow.MlflowClient(server.url)
+    assert client.get_model_version("loans-orphan", "2").tags["driftd.outcome"] == "pending"  # nothing could be written
+    assert aliases(world.config, "loans-orphan") == {"champion": "1"}
+
+    rerun = run_retrain(world.config, world.model, TRIGGER, now=NOW)
+    assert rerun.outcome == "promoted", rerun.reason
+    orphan = client.get_model_version("loans-orphan", "2").tags
+    assert orphan["driftd.outcome"] == "failed" and orphan["driftd.failed_reason"].startswith("orphaned: registered by run")
+    assert client.get_model_version("loans-orphan", rerun.version).tags["driftd.outcome"] == "promoted"
+    assert aliases(world.config, "loans-orphan") == {"champion": rerun.version, "previous": "1"}

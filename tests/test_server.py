@@ -95,10 +95,10 @@ def test_port_in_use_is_a_clear_error(server: MetricsServer, metrics: Metrics) -
         MetricsServer(metrics, "127.0.0.1", server.port).start()
 
 
-def test_basic_auth_guards_every_endpoint(metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:
+def test_basic_auth_guards_metrics_and_the_probes_stay_open(metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with MetricsServer(metrics, "127.0.0.1", 0, auth=("prometheus", PASSWORD)) as srv:
-        for path in ("/metrics", "/healthz", "/readyz"):
+        for path in ("/metrics", "/"):
             anonymous = httpx.get(srv.url + path)
             assert anonymous.status_code == 401
             assert anonymous.headers["www-authenticate"].startswith("Basic ")
@@ -106,6 +106,10 @@ def test_basic_auth_guards_every_endpoint(metrics: Metrics, caplog: pytest.LogCa
             assert httpx.get(srv.url + path, auth=("someone", PASSWORD)).status_code == 401
             assert httpx.get(srv.url + path, auth=("prometheus", PASSWORD)).status_code == 200
         assert httpx.get(srv.url + "/metrics", headers={"Authorization": "Basic !!notbase64"}).status_code == 401
+        # Docker's HEALTHCHECK and Kubernetes' probes carry no credentials.
+        for path in ("/healthz", "/readyz"):
+            assert httpx.get(srv.url + path).status_code == 200
+            assert httpx.get(srv.url + path, auth=("prometheus", PASSWORD)).status_code == 200
     access = [r for r in caplog.records if r.name == "driftd.http"]
     assert any("/metrics 401" in r.getMessage() for r in access)
     assert any("/metrics 200" in r.getMessage() for r in access)
@@ -143,6 +147,14 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
+def test_readiness_reasons_need_the_credentials(metrics: Metrics) -> None:
+    problems = ["state store unreachable at postgresql://driftd@db/state"]
+    with MetricsServer(metrics, "127.0.0.1", 0, readiness=lambda: problems, auth=("prometheus", PASSWORD)) as srv:
+        anonymous = httpx.get(srv.url + "/readyz")
+        assert anonymous.status_code == 503 and "state store" not in anonymous.text
+        assert "state store unreachable" in httpx.get(srv.url + "/readyz", auth=("prometheus", PASSWORD)).text
+
+
 def test_tls_with_basic_auth(metrics: Metrics, tmp_path: Path) -> None:
     cert_file, key_file = _self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert_file))
@@ -166,8 +178,8 @@ def test_from_config_reads_the_password_file(metrics: Metrics, tmp_path: Path) -
         {"host": "127.0.0.1", "port": 0, "basic_auth": {"username": "prometheus", "password_file": str(password_file)}}
     )
     with MetricsServer.from_config(metrics, config) as srv:
-        assert httpx.get(f"{srv.url}/healthz").status_code == 401
-        assert httpx.get(f"{srv.url}/healthz", auth=("prometheus", PASSWORD)).status_code == 200
+        assert httpx.get(f"{srv.url}/metrics").status_code == 401
+        assert httpx.get(f"{srv.url}/metrics", auth=("prometheus", PASSWORD)).status_code == 200
     password_file.unlink()
     with pytest.raises(ServerError, match="server.basic_auth: cannot read secret file .*password"):
         MetricsServer.from_config(metrics, config)

@@ -104,7 +104,8 @@ def test_migrate_creates_the_schema_once_and_keeps_data(state_url: str) -> None:
 def test_a_database_from_a_newer_driftd_is_refused(store: StateStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO schema_version (version, applied_at) VALUES (:v, :t)"), {"v": SCHEMA_VERSION + 1, "t": T0})
-    with pytest.raises(StateError, match=r"schema version 2, newer than this driftd understands \(1\): upgrade driftd"):
+    newer, ours = SCHEMA_VERSION + 1, SCHEMA_VERSION
+    with pytest.raises(StateError, match=rf"schema version {newer}, newer than this driftd understands \({ours}\): upgrade driftd"):
         store.migrate()
 
 
@@ -410,3 +411,75 @@ def test_watermark_keeps_nanoseconds(tmp_path):
     mark = store.watermark("m")
     assert pd.Timestamp(mark.timestamp).value == stamp.value and mark.id == 7
     store.close()
+
+
+def test_reads_do_not_take_the_sqlite_write_lock(tmp_path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(url)
+    store.migrate()
+    store.record_check(check("c1", mark=Watermark(T0, 1)))
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process (e.g. `driftd check`) is writing
+    try:
+        # Each read would wait out the 30 s busy timeout and fail if it took the write lock.
+        assert store.watermark("churn") == Watermark(T0, 1)
+        assert [c.check_id for c in store.recent_checks("churn", 5)] == ["c1"]
+        assert store.alert_state("churn", "drift") is None and store.retrain_jobs("churn") == []
+        assert store.audit("churn").audit_from is not None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+
+
+def test_a_held_sqlite_lock_names_the_lock_not_the_directory(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    import monitor.state
+
+    monkeypatch.setattr(monitor.state, "_SQLITE_BUSY_TIMEOUT_S", 1)
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StateError) as err:
+            store.record_check(check("c1", mark=Watermark(T0, 1)))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store.close()
+    message = str(err.value)
+    assert "database is locked" in message and "held the SQLite write lock" in message
+    assert "directory exists" not in message
+
+
+def test_a_version_1_database_is_upgraded_without_taking_checked_rows_for_late_ones(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(url)
+    store.migrate()
+    store.record_check(check("c1", mark=Watermark(T0, 1)))
+    with store.engine.begin() as conn:  # back to what driftd 1 left behind
+        conn.exec_driver_sql("ALTER TABLE watermarks DROP COLUMN audit_from_ns")
+        conn.exec_driver_sql("DROP TABLE seen_keys")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 2")
+    store.close()
+    upgraded = StateStore(url)
+    upgraded.migrate()
+    assert upgraded.schema_version() == SCHEMA_VERSION
+    audit = upgraded.audit("churn")
+    assert audit.audit_from == T0 and len(audit.hashes) == 0  # auditing starts at the watermark
+    upgraded.close()
+
+
+def test_a_model_name_as_long_as_the_config_allows_is_stored(store: StateStore) -> None:
+    from monitor.config import MODEL_NAME_MAX_LENGTH
+
+    name = "m" * MODEL_NAME_MAX_LENGTH
+    store.record_check(check("long-1", model=name, mark=Watermark(T0, 1)))
+    store.record_decision(name, "long-1", "none", "ok")
+    store.set_alert_state(name, "DriftdDatasetDrift", True, T0)
+    assert store.create_retrain_job(name, "long-1", "test") is not None
+    assert store.watermark(name) == Watermark(T0, 1) and store.recent_checks(name, 1)[0].model == name

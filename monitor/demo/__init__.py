@@ -19,4 +19,4 @@ def run_demo(directory: Path, *, speed: float = 1.0) -> int:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    return DemoRun(directory, Timeline().scaled(max(speed, 0.1))).run()
+    return DemoRun(directory, Timeline(), speed=max(speed, 0.1)).run()

@@ -1,15 +1,14 @@
 """Simulated production: a served model logging predictions to SQLite, labels arriving late.
 
-Time is compressed, not faked: rows carry real timestamps and the daemon uses the real clock;
-the demo just runs short windows at a high row rate.
+It runs on the demo's simulated clock: rows carry simulated timestamps, the daemon reads the
+same clock, and the demo advances it window by window.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -54,59 +53,60 @@ class Phase:
     started_at: datetime | None = None
 
 
-class Production(threading.Thread):
-    """Every tick: draw applications, predict with the current champion, log rows; later, the truth."""
+class Production:
+    """The served model on the demo's clock: `advance(to)` logs the predictions made up to `to`
+    (evenly spread, predicted by the current champion) and the labels that have arrived by then.
+
+    Nothing here reads the machine's clock, so a slow machine logs the same rows at the same
+    (simulated) times as a fast one."""
 
     def __init__(self, tables: LogTables, serve: Callable[[], tuple[str, Predictor]], *, rows_per_second: float,
-                 label_delay: timedelta, seed: int = 7, tick: float = 0.25) -> None:
-        super().__init__(name="demo-production", daemon=True)
+                 label_delay: timedelta, start: datetime, seed: int = 7) -> None:
         self._tables, self._serve = tables, serve
-        self._rows_per_tick = max(1, round(rows_per_second * tick))
-        self._label_delay, self._tick = label_delay, tick
+        self._rate, self._label_delay = rows_per_second, label_delay
         self._rng = np.random.default_rng(seed)
-        self._halt = threading.Event()
-        self._pending: list[tuple[datetime, pd.DataFrame]] = []
+        self._pending: list[pd.DataFrame] = []  # predictions whose truth is not known yet
+        self._logged_until = start
         self.phase = Phase()
         self.next_id = 0
-        self.error: BaseException | None = None
 
     def shift(self, drift: float) -> datetime:
-        """Inject a covariate shift and concept change from now on; returns when it started."""
-        self.phase = Phase(drift, datetime.now(timezone.utc))
-        return self.phase.started_at
+        """Inject a covariate shift and concept change from now (the last logged time) on."""
+        self.phase = Phase(drift, self._logged_until)
+        return self._logged_until
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
+    def advance(self, to: datetime) -> int:
+        """Log the predictions made in (last time, `to`] and the labels known by `to`; returns the rows logged."""
+        span = (to - self._logged_until).total_seconds()
+        rows = int(round(span * self._rate))
+        if rows > 0:
+            self._log_predictions(rows, to)
+        self._logged_until = to
+        self._log_labels(to)
+        return rows
 
-    def run(self) -> None:
-        try:
-            while not self._halt.wait(self._tick):
-                self._log_predictions()
-                self._log_labels()
-        except BaseException as exc:  # surfaced by the demo instead of dying silently in a thread
-            self.error = exc
-
-    def _log_predictions(self) -> None:
-        now = datetime.now(timezone.utc)
-        rows = make_loans(self._rows_per_tick, seed=int(self._rng.integers(2**31)), drift=self.phase.drift,
-                          start=now, every=timedelta(microseconds=1), first_id=self.next_id)
-        self.next_id += len(rows)
+    def _log_predictions(self, n: int, to: datetime) -> None:
+        every = (to - self._logged_until) / n
+        frame = make_loans(n, seed=int(self._rng.integers(2**31)), drift=self.phase.drift,
+                           start=self._logged_until + every, every=every, first_id=self.next_id)
+        self.next_id += n
         version, predict = self._serve()
-        labels, proba = predict(rows[NUMERICAL + CATEGORICAL])
+        labels, proba = predict(frame[NUMERICAL + CATEGORICAL])
         phase = "shifted" if self.phase.drift > 0 else "baseline"
-        logged = rows.drop(columns=[TARGET]).assign(prediction=labels.astype(int), probability=proba,
-                                                   model_version=version, phase=phase)
+        logged = frame.drop(columns=[TARGET]).assign(prediction=labels.astype(int), probability=proba,
+                                                     model_version=version, phase=phase)
         with self._tables.engine.begin() as conn:
             conn.execute(self._tables.predictions.insert(), logged.to_dict("records"))
-        self._pending.append((now, rows[["id", "ts", TARGET]]))
+        self._pending.append(frame[["id", "ts", TARGET]])
 
-    def _log_labels(self) -> None:
-        due = datetime.now(timezone.utc) - self._label_delay
-        ready = [frame for at, frame in self._pending if at <= due]
-        self._pending = [(at, frame) for at, frame in self._pending if at > due]
-        if not ready:
+    def _log_labels(self, now: datetime) -> None:
+        if not self._pending:
             return
-        truth = pd.concat(ready).assign(ts=datetime.now(timezone.utc))
+        pending = pd.concat(self._pending, ignore_index=True)
+        due = pending["ts"] <= now - self._label_delay
+        self._pending = [pending[~due]]
+        if not due.any():
+            return
+        truth = pending[due].assign(ts=now)
         with self._tables.engine.begin() as conn:
             conn.execute(self._tables.outcomes.insert(), truth.to_dict("records"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from monitor.exits import FAILURE, OK
@@ -16,10 +16,7 @@ from monitor.demo.serving import Serving
 from monitor.demo.sink import AlertSink
 from monitor.demo.summary import Summary, build_summary
 from monitor.logs import setup_logging
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
+from monitor.output import say
 
 
 class _RetrainProgress(logging.Handler):
@@ -30,9 +27,8 @@ class _RetrainProgress(logging.Handler):
 
 
 class DemoRun:
-    def __init__(self, directory: Path, timeline: Timeline) -> None:
-        self.dir, self.timeline = directory, timeline
-        self.started = time.monotonic()
+    def __init__(self, directory: Path, timeline: Timeline, speed: float = 1.0) -> None:
+        self.dir, self.timeline, self.speed = directory, timeline, speed
 
     def run(self) -> int:
         setup_logging("WARNING", "text")
@@ -51,6 +47,7 @@ class DemoRun:
         return OK if summary.promoted else FAILURE
 
     def _run(self, config: Config, model: ModelConfig, sink: AlertSink) -> Summary:
+        from monitor.clock import SimulatedClock
         from monitor.daemon import Daemon
         from monitor.demo.baseline import register_baseline_model
 
@@ -60,53 +57,67 @@ class DemoRun:
             f"(holdout accuracy {baseline.score:.3f}, {baseline.reference_rows} reference rows)")
         tables = create_tables(model.source.resolved_url())
         serving = Serving(config, model)
+        serving.refresh()
+        # The demo's own clock: production logs on it, the daemon checks on it, and it moves
+        # only when the demo says so — after a window is logged, and never during a retrain.
+        clock = SimulatedClock(datetime.now(timezone.utc))
         production = Production(tables, serving.current, rows_per_second=self.timeline.rows_per_second,
-                                label_delay=timedelta(seconds=self.timeline.label_delay))
-        daemon = Daemon(config)
+                                label_delay=timedelta(seconds=self.timeline.label_delay), start=clock.now())
+        daemon = Daemon(config, clock=clock)
         say(f"[2/4] production starts: {self.timeline.rows_per_second:.0f} predictions/s, labels after "
             f"{self.timeline.label_delay:.1f}s, a check every {self.timeline.window:.1f}s")
-        production.start()
-        daemon.start()
+        daemon.start(schedule=False)  # the demo drives the daemon's ticks on its clock
         say(f"      metrics: http://127.0.0.1:{daemon.port}/metrics")
         try:
-            shift_at = self._watch(daemon, production)
+            shift_at = self._play(daemon, production, serving, clock, model)
         finally:
             daemon.stop()
-            production.stop()
         say("[4/4] summary")
         return build_summary(config, model, daemon.store, shift_at, sink.alerts(), baseline)
 
-    def _watch(self, daemon, production: Production) -> datetime | None:
+    def _play(self, daemon, production: Production, serving: Serving, clock, model: ModelConfig) -> datetime | None:
+        window = timedelta(seconds=self.timeline.window)
         shown: set[str] = set()
         jobs_seen: dict[str, str] = {}
         shift_at: datetime | None = None
         finished_after: int | None = None
         verdicts = 0  # windows that reached a verdict (not waiting for rows)
-        deadline = time.monotonic() + self.timeline.max_seconds
-        while time.monotonic() < deadline:
-            if production.error is not None:
-                raise RuntimeError(f"the simulated production stopped: {production.error}")
+        for _ in range(self.timeline.max_windows):
+            paced = time.monotonic() + window.total_seconds() / self.speed
+            production.advance(clock.now() + window)
+            clock.advance(window)
+            daemon.tick(model)
+            self._wait_for_retrain(daemon, jobs_seen)
+            serving.refresh()  # the alias moves only in a retrain, which has finished by now
             checks = [c for c in reversed(daemon.store.recent_checks(MODEL, 50)) if c.check_id not in shown]
             for check in checks:
                 shown.add(check.check_id)
                 say(_check_line(len(shown), check))
             verdicts += sum(c.status.value in ("ok", "drift") for c in checks)
+            if finished_after is None and any(job.status in ("succeeded", "failed") for job in daemon.store.retrain_jobs(MODEL)):
+                finished_after = verdicts
+            # After the retrain, a few windows show the new champion's reference in use.
+            if finished_after is not None and verdicts >= finished_after + 4:
+                return shift_at
             if shift_at is None and verdicts >= self.timeline.baseline_windows:
                 shift_at = production.shift(1.0)
                 say("[3/4] >>> covariate shift + concept change injected: poorer applicants, other regions, "
                     "and young/business borrowers now default far more")
-            for job in daemon.store.retrain_jobs(MODEL):
+            time.sleep(max(paced - time.monotonic(), 0.0))  # at most `speed` times real time; never hurried
+        say("      (window limit reached)")
+        return shift_at
+
+    def _wait_for_retrain(self, daemon, jobs_seen: dict[str, str]) -> None:
+        """Time stands still while a retrain runs, however long the machine takes for it."""
+        while True:
+            jobs = daemon.store.retrain_jobs(MODEL)
+            for job in jobs:
                 if jobs_seen.get(job.job_id) != job.status:
                     jobs_seen[job.job_id] = job.status
                     say(f"      retrain job {job.job_id[:8]}: {job.status}{f' ({job.outcome}: {job.reason})' if job.outcome else ''}")
-                    if job.status in ("succeeded", "failed") and finished_after is None:
-                        finished_after = verdicts
-            # After the retrain, a few windows show the new champion's reference in use.
-            if finished_after is not None and verdicts >= finished_after + 4:
-                return shift_at
+            if not any(job.active for job in jobs) and daemon.handoff.idle():
+                return
             time.sleep(0.2)
-        say("      (time limit reached)")
-        return shift_at
 
 
 def _check_line(n: int, check) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pandas as pd
 
@@ -12,35 +9,31 @@ from monitor.config import Config, ModelConfig
 
 
 class Serving:
-    """Reloads the champion when its alias moves, the way a serving layer following aliases would."""
+    """Serves the champion; `refresh()` reloads it when its alias has moved, the way a serving
+    layer following aliases would. The demo refreshes at points of its own story (at the start
+    and after each retrain), never on a wall-clock timer, so every run serves the same versions."""
 
-    def __init__(self, config: Config, model: ModelConfig, poll_seconds: float = 1.0) -> None:
-        self._config, self._model, self._poll = config, model, poll_seconds
-        self._lock = threading.Lock()
+    def __init__(self, config: Config, model: ModelConfig) -> None:
+        self._config, self._model = config, model
         self._version: str | None = None
         self._pyfunc = None
-        self._checked = 0.0
 
     def current(self):
-        with self._lock:
-            if time.monotonic() - self._checked >= self._poll:
-                self._checked = time.monotonic()
-                self._refresh()
-            pyfunc, version = self._pyfunc, self._version
+        pyfunc, version = self._pyfunc, self._version
         return version, lambda frame: _predict(pyfunc, frame)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> str | None:
         import mlflow
 
         from retrain.registry import champion
         from retrain.tracking import connect
 
         current = champion(self._config, self._model)
-        if current is None or current.version == self._version:
-            return
-        connect(self._config)  # the model URI resolves against the process-wide registry URI
-        self._pyfunc = mlflow.pyfunc.load_model(f"models:/{self._model.mlflow_name}@champion")
-        self._version = current.version
+        if current is not None and current.version != self._version:
+            connect(self._config)  # the model URI resolves against the process-wide registry URI
+            self._pyfunc = mlflow.pyfunc.load_model(f"models:/{self._model.mlflow_name}@champion")
+            self._version = current.version
+        return self._version
 
 
 def _predict(pyfunc, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -24,13 +24,15 @@ class SourceError(Exception):
 @dataclass(frozen=True)
 class WindowQuery:
     """Rows with (timestamp, id) strictly after `after` (or timestamp > `since` when there is
-    no watermark yet) and timestamp <= `until`, ordered by (timestamp, id); at most `limit`."""
+    no watermark yet), timestamp <= `until` and, when given, (timestamp, id) <= `through`;
+    ordered by (timestamp, id); at most `limit`. Rows without a timestamp are never returned."""
 
     columns: tuple[str, ...]
     until: datetime
     after: Watermark | None = None
     since: datetime | None = None
     limit: int | None = None
+    through: Watermark | None = None
 
 
 class Source(Protocol):
@@ -43,6 +45,10 @@ class Source(Protocol):
 
     def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         """Rows whose id column is in `ids` (for delayed labels). Same errors as read()."""
+        ...
+
+    def null_timestamps(self) -> int:
+        """How many rows have no timestamp: no window can ever hold them. Same errors as read()."""
         ...
 
     def close(self) -> None:

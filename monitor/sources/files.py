@@ -71,6 +71,21 @@ class FileLogSource:
         keys = [(c, "ascending") for c in (self._ts, self._id) if c in wanted]
         return _to_frame(table.sort_by(keys), columns)
 
+    def null_timestamps(self) -> int:
+        """Parquet answers from its column statistics; other files are read and parsed."""
+        nulls = 0
+        for fmt, group in _by_format(self._files(), self._format).items():
+            for path in group:
+                counted = _parquet_null_count(path, self._ts) if fmt == "parquet" else None
+                if counted is None:
+                    if fmt == "parquet":
+                        table = _read_parquet_group([path], _parquet_schema(path, [self._ts]), [self._ts], None)
+                    else:
+                        table = _read_text_file(path, fmt, [self._ts], self._categorical)
+                    counted = self._normalize(table, path)[self._ts].null_count
+                nulls += counted
+        return nulls
+
     # --- scanning ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -213,6 +228,29 @@ def _parquet_schema(path: Path, wanted: list[str]) -> pa.Schema:
     return pa.schema([schema.field(c) for c in wanted])
 
 
+def _parquet_null_count(path: Path, ts_name: str) -> int | None:
+    """Nulls in a timestamp-typed column from the row groups' statistics; None when unknown."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+        schema = meta.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as exc:
+        raise _corrupt(path, exc) from None
+    if ts_name not in schema.names:
+        raise _missing(path, [ts_name], schema.names)
+    if not pa.types.is_timestamp(schema.field(ts_name).type):
+        return None  # text timestamps: an unparsable value is a null too, so parse them
+    index = meta.schema.names.index(ts_name) if ts_name in meta.schema.names else None
+    if index is None:
+        return None
+    total = 0
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(index).statistics
+        if stats is None or not stats.has_null_count:
+            return None
+        total += stats.null_count
+    return total
+
+
 def _read_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str], pushdown: ds.Expression | None) -> pa.Table:
     try:
         dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
@@ -329,6 +367,13 @@ def _window_filter(query: WindowQuery, ts_name: str, id_name: str, schema: pa.Sc
     elif query.since is not None:
         since, _ = _ts_literal(query.since, ts_type)
         expression = expression & (ts > since)
+    if query.through is not None:
+        through, exact = _ts_literal(query.through.timestamp, ts_type)
+        upper = ts <= through
+        if exact:
+            id_literal = _id_literal(query.through.id, schema.field(id_name).type, id_name)
+            upper = (ts < through) | ((ts == through) & (ds.field(id_name) <= id_literal))
+        expression = expression & upper
     return expression
 
 

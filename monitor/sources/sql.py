@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from monitor.config import Columns, SqlSource
+from monitor.redact import mask, url_secrets
 from monitor.sources.base import SourceError, WindowQuery
 
 
@@ -54,8 +55,8 @@ class SqlLogSource:
                 "source.url is not a valid SQLAlchemy URL (expected e.g. postgresql+psycopg://user@host:5432/db)",
                 kind="unreachable",
             ) from None
-        self._shown = url.render_as_string(hide_password=True)
-        self._password = url.password
+        self._secrets = url_secrets(text)
+        self._shown = mask(url.render_as_string(hide_password=False), self._secrets)
         self._ts = columns.timestamp
         self._id = columns.id
         self._table = cfg.table
@@ -84,6 +85,9 @@ class SqlLogSource:
                 where.append(sa.tuple_(ts, key) > sa.tuple_(after, sa.bindparam("after_id", _plain(query.after.id))))
             elif query.since is not None:
                 where.append(ts > self._bind_time(conn, query.since, "since"))
+            if query.through is not None:
+                through = self._bind_time(conn, query.through.timestamp, "through_ts")
+                where.append(sa.tuple_(ts, key) <= sa.tuple_(through, sa.bindparam("through_id", _plain(query.through.id))))
             stmt = sa.select(*[src.c[n] for n in query.columns]).where(*where).order_by(ts, key)
             if query.limit is not None:
                 stmt = stmt.limit(query.limit)
@@ -101,6 +105,12 @@ class SqlLogSource:
         frame = self._frame(rows, columns)
         keys = [c for c in (self._ts, self._id) if c in frame.columns]
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def null_timestamps(self) -> int:
+        src = self._selectable([self._ts])
+        stmt = sa.select(sa.func.count()).select_from(src).where(src.c[self._ts].is_(None))
+        with self._connect() as conn:
+            return int(self._execute(conn, stmt, {}, [self._ts])[0][0])
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -207,10 +217,7 @@ class SqlLogSource:
 
     def _scrub(self, exc: BaseException) -> str:
         original = getattr(exc, "orig", None) or exc
-        text = " ".join(str(original).split()) or type(original).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        return mask(" ".join(str(original).split()) or type(original).__name__, self._secrets)
 
 
 def _plain(value: Any) -> Any:

@@ -75,7 +75,8 @@ def daemon_config(directory: Path, *, source_url: str, table: str, port: int, ch
         "alerts": {"channels": channels},
         "defaults": {
             "schedule": {"every": every},
-            "window": {"size": "1h", "min_rows": 100},
+            # No lateness: the tests read rows the moment they are committed; late ones are found by the look-back.
+            "window": {"size": "1h", "min_rows": 100, "lateness": "0s"},
             "policy": {"alert_after": "2 of 3", "resolve_after": 2, "retrain_after": "3 of 3", **(policy or {})},
             "retrain": {"enabled": False},
         },

@@ -303,6 +303,8 @@ DRIFTD_METRICS = frozenset({
     "driftd_check_interval_seconds",
     "driftd_quality_drop",
     "driftd_quality_drop_threshold",
+    "driftd_late_rows_total",
+    "driftd_null_timestamp_rows",
 })
 DRIFTD_HISTOGRAMS = frozenset({"driftd_check_duration_seconds", "driftd_retrain_duration_seconds"})
 # Histograms exist only as their _bucket/_sum/_count series; `up` comes from Prometheus.
