@@ -35,15 +35,21 @@ log = logging.getLogger("driftd.check")
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Which rows to check: after a watermark (the daemon) or between two times (`driftd check`).
+    """Which rows to check: the next window after a watermark (the daemon), or after a time as if it
+    were one (`driftd backfill` of a model without a watermark), or between two times (`driftd check`).
 
     `audit` (the daemon's late-row bookkeeping) adds the rows behind the watermark that were
     never checked; None for one-off checks."""
 
-    after: Watermark | None = None
+    after: Watermark | datetime | None = None
     since: datetime | None = None
     until: datetime | None = None  # None: now
     audit: Audit | None = None
+
+    @property
+    def start(self) -> datetime | None:
+        """Where the window begins (exclusive), when known before reading."""
+        return self.after.timestamp if isinstance(self.after, Watermark) else self.after or self.since
 
 
 @dataclass(frozen=True)
@@ -98,19 +104,23 @@ def _read_fresh(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.Dat
         since = spec.since or until - model.window.size
         frame = inputs.source.read(WindowQuery(columns, until=until, since=since))
         return frame, since, until
-    end = min(until, spec.after.timestamp + model.window.size)
-    frame = inputs.source.read(WindowQuery(columns, until=end, after=spec.after))
+    start = spec.start
+    assert start is not None
+    # A time in place of a watermark bounds by time alone: every row after it is new.
+    lower = {"after": spec.after} if isinstance(spec.after, Watermark) else {"since": start}
+    end = min(until, start + model.window.size)
+    frame = inputs.source.read(WindowQuery(columns, until=end, **lower))
     if len(frame) < model.window.min_rows and end < until:
         # Catching up on sparse data: stretch the window until it holds min_rows rows.
-        frame = inputs.source.read(WindowQuery(columns, until=until, after=spec.after, limit=model.window.min_rows))
+        frame = inputs.source.read(WindowQuery(columns, until=until, limit=model.window.min_rows, **lower))
         end = until if len(frame) < model.window.min_rows else frame[model.columns.timestamp].iloc[-1].to_pydatetime()
-    return frame, spec.after.timestamp, end
+    return frame, start, end
 
 
 def _read_late(inputs: Inputs, spec: WindowSpec) -> pd.DataFrame:
     # After the fresh read, on purpose: a row committed between the two reads is either read
     # here or lies after the watermark this window leaves, so the next check finds it.
-    if spec.audit is None or spec.after is None:
+    if spec.audit is None or not isinstance(spec.after, Watermark):  # nothing lies behind a mere time
         return pd.DataFrame()
     model = inputs.model
     lookback_ns = int(model.window.lookback.total_seconds() * 1e9)
@@ -146,7 +156,7 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         model=inputs.model.name,
         status=CheckStatus.ERROR,
         started_at=now,
-        window_start=spec.after.timestamp if spec.after else spec.since,
+        window_start=spec.start,
         window_end=spec.until or now,
         reference_version=reference.version,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 
 from monitor.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
@@ -40,6 +41,45 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
 
+def cmd_backfill(config: Config, args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from monitor.backfill import BackfillError, Progress, Window, backfill, window_line
+    from monitor.cycle import live_edge
+    from monitor.state import StateError
+
+    setup_logging(config.logging.level, config.logging.format)
+    model = config.model(args.model)
+    until = args.until or live_edge(model, datetime.now(timezone.utc))
+    progress = Progress(until)
+    shown: list[Window] = []
+    note = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else say  # stdout holds only JSON lines
+
+    def show(window: Window) -> None:
+        shown.append(window)
+        progress.clear()
+        say(json.dumps(window.to_dict(dry_run=args.dry_run), default=str) if args.json else window_line(window))
+        progress.update(window.turn.result.window_start, window.turn.result.window_end, len(shown))
+
+    try:
+        with log_context(model=model.name):
+            summary = backfill(config, model, since=args.since, until=until, dry_run=args.dry_run, alerts=args.alerts,
+                               on_window=show, say=note)
+    except (BackfillError, StateError) as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        progress.clear()
+    counts = Counter(w.turn.result.status.value for w in summary.windows)
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no windows"
+    where = "nothing recorded (--dry-run)" if args.dry_run else "recorded in the state store"
+    note(f"{model.name}: {len(summary.windows)} windows ({tally}); {where}")
+    if summary.failed is not None:
+        raise Failure(f"stopped at a window that cannot be checked: {summary.failed.turn.result.message} "
+                      "(the daemon would hold there too; fix the input, or move past it with `driftd skip-window`)")
+    return DRIFT if summary.drifted else OK
+
+
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     from monitor.daemon import Daemon
     from monitor.server import ServerError
@@ -56,8 +96,14 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     from retrain import Trigger, run_retrain
 
+    from monitor.consequences import NOT_CONFIGURED
+    from monitor.reference import registry_exists
+    from retrain.registry import champion
+
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
+    if not registry_exists(config) or _registry_call(champion, config, model) is None:
+        raise Failure(f"cannot retrain {model.name!r}: {NOT_CONFIGURED}")  # not a failed retrain: none is recorded
     store = _store(config)
     job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
     if job is None:
@@ -82,6 +128,7 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from monitor.consequences import retrain_status
     from monitor.reference import registry_exists
     from retrain.registry import champion
 
@@ -91,8 +138,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         try:
             current = champion(config, model) if registry_exists(config) else None
             version = current.version if current else "none"
+            retraining = retrain_status(model, current)
         except Exception as exc:  # status must still show the state store when MLflow is down
             version = f"unavailable ({type(exc).__name__})"
+            retraining = "unknown (registry unavailable)"
         last = next(iter(store.recent_checks(model.name, 1)), None)
         alert = store.alert_state(model.name, "DriftdDatasetDrift")
         jobs = store.retrain_jobs(model.name)
@@ -102,8 +151,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             f"{last.drifted_share:.0%}" if last else None,
             "firing" if alert and alert.firing else "-",
             f"{jobs[0].status} ({jobs[0].outcome or '-'})" if jobs else None,
+            retraining,
         ))
-    say(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain"), rows))
+    say(table(("model", "champion", "last check", "status", "drifted", "alert", "last retrain", "retraining"), rows))
     return OK
 
 
@@ -190,6 +240,8 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
     model = config.model(args.model)
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)
     say(f"adopted: {model.mlflow_name} version {version} is now @champion with reference {args.reference}")
+    say(f"retraining of {model.name}: enabled" if model.retrain.enabled else
+        f"retraining of {model.name}: disabled (retrain.enabled: false)")
     return OK
 
 

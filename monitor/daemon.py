@@ -1,7 +1,7 @@
 """`driftd run`: one scheduled job per model, each tick one check followed by its consequences.
 
-tick -> reference -> check -> state (result + watermark, one transaction) -> metrics
-     -> policy -> alerts -> retrain hand-off
+tick -> cycle (reference -> check -> state: result + watermark, one transaction) -> metrics
+     -> consequences (policy -> alert state) -> alerts -> retrain hand-off
 """
 
 from __future__ import annotations
@@ -11,23 +11,23 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from monitor import __version__
-from monitor.check import Inputs, WindowSpec, run_check
+from monitor.check import Inputs
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
-from monitor.logs import log_context, set_check_id
+from monitor.consequences import retrain_status
+from monitor.cycle import Cycle, Turn, failed, live_edge, open_inputs
+from monitor.logs import log_context
 from monitor.metrics import Metrics
-from monitor.reference import ReferenceError, References
+from monitor.reference import References
 from monitor.results import CheckResult, CheckStatus
 from monitor.sources.base import SourceError
 from monitor.state import StateStore
 
 log = logging.getLogger("driftd.daemon")
 
-DRIFT_ALERT = "DriftdDatasetDrift"
 STOP_GRACE_SECONDS = 8.0  # SIGTERM must end the process within 10 s
 MAX_CATCH_UP = 20  # windows per tick when behind; bounded so one model cannot hog its thread forever
 
@@ -46,6 +46,8 @@ class Daemon:
         self.notifier = Notifier(config.alerts.channels, self.metrics)
         self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
         self._inputs: dict[str, Inputs] = {}
+        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock)
+        self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
         self._null_timestamps: dict[str, int] = {}  # last count per model, to log a change once
         self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
         self._stop = threading.Event()
@@ -131,7 +133,7 @@ class Daemon:
                 return self._catch_up(model)
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
-            self.metrics.publish_check(_failed(model, "internal error; see the daemon log", self.clock.now()))
+            self.metrics.publish_check(failed(model, "internal error; see the daemon log", self.clock.now()))
             return None
         finally:
             with self._active_lock:
@@ -144,54 +146,36 @@ class Daemon:
         for _ in range(MAX_CATCH_UP):
             result = self._tick(model)
             # A full window behind, not merely the jitter between a tick and the window's end.
-            backlog = _until(model, result.started_at) - result.window_end
+            backlog = live_edge(model, result.started_at) - result.window_end
             behind = result.status in (CheckStatus.OK, CheckStatus.DRIFT) and backlog >= model.window.size
             if not behind or self._stop.is_set():
                 break
         return result
 
     def _tick(self, model: ModelConfig) -> CheckResult:
-        try:
-            loaded = self.references.get(model)
-        except ReferenceError as exc:
-            log.error("no reference: %s", exc)
-            result = _failed(model, str(exc), self.clock.now())
-            self.metrics.publish_check(result)
-            return result
-        if loaded.champion is not None:
-            self.metrics.champion(model.name, loaded.champion.version)
-        try:
-            inputs = self._inputs_for(model)
-        except SourceError as exc:  # e.g. a missing SQLite file or database driver
-            result = replace(_failed(model, str(exc), self.clock.now()), details={"source_error": exc.kind})
-            self._publish(model, result, loaded.champion)
-            log.error("source unusable: %s", exc)
-            return result
-        # The window's end is taken only now, after the (possibly slow) reference preparation,
-        # so it is as close as possible to the moment the rows are read.
-        now = self.clock.now()
-        spec = WindowSpec(after=self.store.watermark(model.name), until=_until(model, now), audit=self.store.audit(model.name))
-        checked = run_check(inputs, loaded.prepared, spec, now=now, attribution=self.references.attribution(model, loaded))
-        result = checked.result
-        set_check_id(result.check_id)
-        self.store.record_check(result, checked.seen)
-        self._publish(model, result, loaded.champion)
+        turn = self.cycle.run(model)
+        result = turn.result
+        if turn.champion is not None:
+            self.metrics.champion(model.name, turn.champion.version)
+        self._say_retrain_status(model, turn)
+        self._publish(model, result, turn.champion)
         self._log(result)
-        if result.status in (CheckStatus.OK, CheckStatus.DRIFT):
-            self._act(model, result, loaded.champion, checked.snapshot, now)
+        if turn.countable:
+            self._act(model, turn)
         return result
 
-    def _inputs_for(self, model: ModelConfig) -> Inputs:
-        from monitor.sources import open_source
+    def _say_retrain_status(self, model: ModelConfig, turn: Turn) -> None:
+        """Once at start (the first tick that knows the champion), and again when it changes."""
+        if turn.loaded is None:
+            return  # the registry could not be asked: nothing new is known
+        status = retrain_status(model, turn.champion)
+        if self._retrain_status.get(model.name) != status:
+            self._retrain_status[model.name] = status
+            log.info("retraining of %s: %s", model.name, status)
 
+    def _inputs_for(self, model: ModelConfig) -> Inputs:
         if model.name not in self._inputs:
-            source = open_source(model.source, model.columns)
-            try:
-                labels = open_source(model.labels, model.columns) if model.labels else None
-            except SourceError:
-                source.close()
-                raise
-            self._inputs[model.name] = Inputs(model, source, labels)
+            self._inputs[model.name] = open_inputs(model)
         return self._inputs[model.name]
 
     def _publish(self, model: ModelConfig, result: CheckResult, champion) -> None:
@@ -238,30 +222,17 @@ class Daemon:
 
     # --- consequences: policy, alerts, retrain --------------------------------------------
 
-    def _act(self, model: ModelConfig, result: CheckResult, champion, snapshot, now: datetime) -> None:
-        from monitor.policy import decide
+    def _act(self, model: ModelConfig, turn: Turn) -> None:
+        from monitor.consequences import judge
 
-        alert = self.store.alert_state(model.name, DRIFT_ALERT)
-        firing = bool(alert and alert.firing)
-        history = self.store.recent_checks(model.name, _history_depth(model))
-
-        def decision_with(labelled_rows: int | None):
-            return decide(
-                model.policy, model.retrain, history, alert_firing=firing,
-                jobs=self.store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1))),
-                champion_score=champion.validation_score if champion else None,
-                primary_metric=champion.primary_metric if champion else None,
-                champion_version=champion.version if champion else None,
-                now=now, labelled_rows=labelled_rows,
-            )
-
-        decision = decision_with(None)
-        if decision.retrain:  # rare: only then is counting the training window's labels worth a read
-            decision = decision_with(self._labelled_rows(model, now))
-        self.store.record_decision(model.name, result.check_id, _action(decision), "; ".join(decision.reasons))
-        self._alert(model, result, decision, firing, now)
-        if decision.retrain:
-            self._retrain(model, result, snapshot, "; ".join(decision.reasons))
+        result, now = turn.result, turn.result.started_at
+        interval = self._intervals.get(model.name) or _trigger(model)[1]
+        verdict = judge(self.store, model, result, turn.champion, now=now,
+                        labelled_rows=lambda: self._labelled_rows(model, now), alert_valid_for=timedelta(seconds=3 * interval))
+        if verdict.alert is not None:
+            self.notifier.notify(verdict.alert, model.alerts)
+        if verdict.decision.retrain:
+            self._retrain(model, result, turn.snapshot, "; ".join(verdict.decision.reasons))
 
     def _labelled_rows(self, model: ModelConfig, now: datetime) -> int | None:
         """Labelled rows a retrain starting now would train on; None when they cannot be counted."""
@@ -278,27 +249,6 @@ class Daemon:
         except SourceError as exc:
             log.warning("could not count labelled rows for the retrain gate: %s", exc)
             return None
-
-    def _alert(self, model: ModelConfig, result: CheckResult, decision, firing: bool, now: datetime) -> None:
-        from monitor.alerts import AlertEvent
-
-        if decision.alert == "fire":
-            firing = True
-            self.store.set_alert_state(model.name, DRIFT_ALERT, True, now)
-        elif decision.alert == "resolve":
-            firing = False
-            self.store.set_alert_state(model.name, DRIFT_ALERT, False, now)
-        elif not firing:
-            return
-        status = "firing" if firing else "resolved"
-        summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
-                   if firing else f"{model.name}: drift resolved")
-        event = AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
-                           description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,
-                           runbook=f"driftd check -c <config> --model {model.name}; see the Model detail dashboard",
-                           valid_for=timedelta(seconds=3 * (self._intervals.get(model.name) or _trigger(model)[1])))
-        # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
-        self.notifier.notify(event, model.alerts)
 
     def _retrain(self, model: ModelConfig, result: CheckResult, snapshot, reason: str) -> None:
         from retrain import Trigger
@@ -349,35 +299,6 @@ def _trigger(model: ModelConfig):
     first = cron.get_next_fire_time(None, datetime.now(timezone.utc))
     second = cron.get_next_fire_time(first, first + timedelta(seconds=1))
     return cron, (second - first).total_seconds()
-
-
-def _until(model: ModelConfig, now: datetime) -> datetime:
-    # Rows may be committed a little after their timestamp; the lateness keeps them in play.
-    return now - model.window.lateness
-
-
-def _history_depth(model: ModelConfig) -> int:
-    policy = model.policy
-    # Insufficient-data and error windows are skipped by the policy, so look further back.
-    return 4 * max(policy.alert_after.m, policy.retrain_after.m, policy.resolve_after) + 10
-
-
-def _action(decision) -> str:
-    parts = [f"alert:{decision.alert}"] if decision.alert else []
-    if decision.retrain:
-        parts.append("retrain")
-    return ",".join(parts) or "none"
-
-
-def _failed(model: ModelConfig, message: str, now: datetime | None = None) -> CheckResult:
-    import uuid
-
-    from monitor.redact import mask
-
-    message = mask(message)
-    now = now or datetime.now(timezone.utc)
-    return CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
-                       window_start=None, window_end=now, message=message)
 
 
 _mlflow_probe: dict[str, tuple[float, bool]] = {}

@@ -5,4 +5,9 @@ UNHEALTHY = 1  # `driftd health`: what Docker's HEALTHCHECK and Kubernetes' prob
 
 
 class Failure(Exception):
-    """A runtime failure with a message for the user (exit 3)."""
+    """A failure with a message for the user: exit 3 (runtime), or `code` (e.g. USAGE for what
+    the user can settle with an option)."""
+
+    def __init__(self, message: str, code: int = FAILURE) -> None:
+        super().__init__(message)
+        self.code = code

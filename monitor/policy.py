@@ -50,6 +50,7 @@ def decide(
     now: datetime,
     labelled_rows: int | None,
     champion_version: str | None = None,
+    retrain_unavailable: str | None = None,
 ) -> Decision:
     """Decide for one model after a check.
 
@@ -59,13 +60,15 @@ def decide(
     `labelled_rows`: labelled rows available for training, or None when unknown (not gated).
     `champion_version`: only quality attributed to it (or not attributed at all) is compared
     with `champion_score`; rows another version served never count against the champion.
+    `retrain_unavailable`: why this model cannot be retrained at all (e.g. no champion: it is
+    monitored only); a due retrain is then reported as not started, never as a failure.
     """
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware `now` (UTC)")
     countable = [c for c in sorted(history, key=lambda c: c.started_at, reverse=True) if c.status in _COUNTABLE]
     quality = _quality(policy, countable, champion_score, primary_metric, champion_version)
     alert, alert_reasons = _alert(policy, countable, alert_firing, quality)
-    start, retrain_reasons = _retrain(policy, retrain, countable, quality, jobs, now, labelled_rows)
+    start, retrain_reasons = _retrain(policy, retrain, countable, quality, jobs, now, labelled_rows, retrain_unavailable)
     reasons = [*alert_reasons, *retrain_reasons, quality.reason]
     skipped = len(history) - len(countable)
     if skipped:
@@ -176,12 +179,15 @@ def _retrain(
     jobs: Sequence[RetrainJob],
     now: datetime,
     labelled_rows: int | None,
+    unavailable: str | None,
 ) -> tuple[bool, list[str]]:
     drift_due, tally = _drifted(countable, policy.retrain_after)
     triggers = ([tally] if drift_due else []) + (["quality dropped below the champion"] if quality.dropped else [])
     if not triggers:
         return False, [f"no retrain: {tally}"]
     due = f"retrain due ({'; '.join(triggers)})"
+    if unavailable:
+        return False, [f"{due} but {unavailable}"]
     refusals = [f"{due} but {why}" for why in _refusals(policy, options, jobs, now, labelled_rows)]
     if refusals:
         return False, refusals

@@ -5,11 +5,17 @@ columns. skl2onnx turns it into one ONNX graph with one input per raw column, sh
 (N, 1): FloatTensorType for numerical columns, StringTensorType for categorical ones.
 Classifiers are converted with zipmap=False: outputs are ``label`` (N,) and
 ``probabilities`` (N, K); regressors output ``variable`` (N, 1).
+
+skl2onnx renames inputs whose column names are not identifiers (``mean radius`` becomes
+``mean_radius``, ``1st score`` becomes ``_1st_score``), so an ONNX input name is never looked up in a
+frame: the graph carries its input -> column map in its metadata (``driftd.input_columns``),
+and every feed goes through it.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +33,7 @@ from sklearn.impute import SimpleImputer
 
 TARGET_OPSET = 17  # ai.onnx domain; onnxruntime >= 1.13 runs it
 ML_OPSET = 3  # ai.onnx.ml domain (skl2onnx emits the lowest version each operator needs)
+INPUT_COLUMNS = "driftd.input_columns"  # metadata key: JSON {onnx input name: frame column}
 QUANTIZABLE_OPS = frozenset({"MatMul", "Gemm", "Conv", "Attention", "LSTM", "GRU"})
 _QUANTIZED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "ConvInteger"})
 
@@ -84,8 +91,25 @@ def to_onnx_model(estimator: BaseEstimator, numerical: Sequence[str],
     options = {id(final): {"zipmap": False}} if is_classifier(final) else None
     model = to_onnx(estimator, initial_types=inputs, options=options,
                     target_opset={"": TARGET_OPSET, "ai.onnx.ml": ML_OPSET})
+    _map_inputs(model, [name for name, _ in inputs])
     _drop_unused_inputs(model)
     return model
+
+
+def _map_inputs(model: onnx.ModelProto, columns: list[str]) -> None:
+    """Record which frame column feeds each graph input (skl2onnx keeps the declared order)."""
+    names = [i.name for i in model.graph.input]
+    if len(names) != len(columns):
+        raise ValueError(f"skl2onnx made {len(names)} inputs of {len(columns)} columns; cannot map them back")
+    _set_metadata(model, INPUT_COLUMNS, json.dumps(dict(zip(names, columns)), ensure_ascii=False))
+
+
+def _set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    model.metadata_props.add(key=key, value=value)
 
 
 def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -105,6 +129,8 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
         except Exception as exc:  # onnxruntime versions differ in what they refuse
             raise NotQuantizable(f"quantize_dynamic raised {type(exc).__name__}: {exc}") from exc
         quantized = onnx.load_model_from_string(target.read_bytes())
+    for prop in model.metadata_props:  # the input -> column map, above all
+        _set_metadata(quantized, prop.key, prop.value)
     if not {node.op_type for node in quantized.graph.node} & _QUANTIZED_OPS:
         raise NotQuantizable("quantize_dynamic left every operator in float")
     return quantized
@@ -166,11 +192,18 @@ def session(model: onnx.ModelProto | bytes, threads: int = 1) -> ort.InferenceSe
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
+def input_columns(sess: ort.InferenceSession) -> dict[str, str]:
+    """The frame column feeding each graph input (identity for graphs without the map)."""
+    mapped = json.loads(sess.get_modelmeta().custom_metadata_map.get(INPUT_COLUMNS, "{}"))
+    return {i.name: mapped.get(i.name, i.name) for i in sess.get_inputs()}
+
+
 def feeds(sess: ort.InferenceSession, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    missing = [i.name for i in sess.get_inputs() if i.name not in frame.columns]
+    columns = input_columns(sess)
+    missing = [c for c in columns.values() if c not in frame.columns]
     if missing:
         raise ValueError(f"the frame lacks model input columns {missing}")
-    return {i.name: column_feed(frame[i.name], i.type) for i in sess.get_inputs()}
+    return {i.name: column_feed(frame[columns[i.name]], i.type) for i in sess.get_inputs()}
 
 
 def run(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -196,6 +229,8 @@ def onnx_predict(model: onnx.ModelProto | bytes, frame: pd.DataFrame, numerical:
 # (N, K) probabilities into a column of length N*K. This models-from-code wrapper (stored
 # with the model, no driftd import at load time) feeds each column as (N, 1) instead.
 _PYFUNC_TEMPLATE = '''"""driftd: serve a multi-input (N, 1) ONNX model from a DataFrame of raw columns."""
+import json
+
 import mlflow
 import numpy as np
 import onnxruntime as ort
@@ -208,10 +243,13 @@ class OnnxFrameModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.session = ort.InferenceSession(context.artifacts["onnx_model"], providers=["CPUExecutionProvider"])
         self.classes = (context.model_config or {{}}).get("classes")
+        # ONNX input names are sanitised column names ("mean radius" -> "mean_radius"): map them back.
+        mapped = json.loads(self.session.get_modelmeta().custom_metadata_map.get("{input_columns}", "{{}}"))
+        self.columns = {{i.name: mapped.get(i.name, i.name) for i in self.session.get_inputs()}}
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
-        feed = {{i.name: column_feed(frame[i.name], i.type) for i in self.session.get_inputs()}}
+        feed = {{i.name: column_feed(frame[self.columns[i.name]], i.type) for i in self.session.get_inputs()}}
         outputs = self.session.run(None, feed)
         result = pd.DataFrame({{"prediction": np.asarray(outputs[0]).reshape(-1)}}, index=frame.index)
         if self.classes is not None and len(outputs) > 1:
@@ -237,7 +275,7 @@ def log_onnx_model(result: Any, name: str, numerical: Sequence[str], categorical
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, code_path = Path(tmp, "model.onnx"), Path(tmp, "driftd_onnx_pyfunc.py")
         onnx_path.write_bytes(result.onnx_model.SerializeToString())
-        code_path.write_text(_PYFUNC_TEMPLATE.format(column_feed=inspect.getsource(column_feed)))
+        code_path.write_text(_PYFUNC_TEMPLATE.format(column_feed=inspect.getsource(column_feed), input_columns=INPUT_COLUMNS))
         classes = None if result.classes is None else np.asarray(result.classes).tolist()
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(code_path), artifacts={"onnx_model": str(onnx_path)},

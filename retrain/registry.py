@@ -406,9 +406,12 @@ class SklearnFrameModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
-        result = pd.DataFrame({"prediction": self.model.predict(frame)}, index=frame.index)
+        # scikit-learn wants exactly its training columns, in their order, when it was fitted on them.
+        names = getattr(self.model, "feature_names_in_", None)
+        inputs = frame[list(names)] if names is not None and all(n in frame.columns for n in names) else frame
+        result = pd.DataFrame({"prediction": self.model.predict(inputs)}, index=frame.index)
         if hasattr(self.model, "predict_proba") and hasattr(self.model, "classes_"):
-            proba = self.model.predict_proba(frame)
+            proba = self.model.predict_proba(inputs)
             for k, label in enumerate(self.model.classes_):
                 result[f"proba_{label}"] = proba[:, k]
         return result
@@ -470,8 +473,10 @@ def sklearn_requirements() -> list[str]:
 def _signature(estimator: Any, features: pd.DataFrame) -> Any:
     from mlflow.models import infer_signature
 
+    from retrain.onboarding import input_frame
+
     sample = features.head(50)
-    return infer_signature(sample, estimator.predict(sample))
+    return infer_signature(sample, estimator.predict(input_frame(estimator, sample, list(sample.columns))))
 
 
 def _ensure_registered_model(client: MlflowClient, model: ModelConfig) -> None:
@@ -501,9 +506,12 @@ def predictions(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -
         from retrain.compress import onnx_predict
 
         return onnx_predict(candidate.compression.onnx_model, frame, cols.numerical, cols.categorical)
+    from retrain.onboarding import input_frame
+
     estimator = candidate.estimator
-    proba = estimator.predict_proba(frame[cols.features]) if hasattr(estimator, "predict_proba") and model.task != "regression" else None
-    return np.asarray(estimator.predict(frame[cols.features])), proba
+    inputs = input_frame(estimator, frame, cols.features)
+    proba = estimator.predict_proba(inputs) if hasattr(estimator, "predict_proba") and model.task != "regression" else None
+    return np.asarray(estimator.predict(inputs)), proba
 
 
 def reference_frame(model: ModelConfig, candidate: Candidate) -> pd.DataFrame:
@@ -602,29 +610,46 @@ def _compress_baseline(model: ModelConfig, estimator: Any, reference: pd.DataFra
 
 
 def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, model_uri: str | None = None, reference: Path) -> str:
-    """Take an existing scikit-learn model (by `run_id` or `model_uri`) under driftd's care:
-    re-log it with `reference` (a .parquet/.csv of its training data) and make it champion.
+    """Take an existing scikit-learn model (by `run_id` or `model_uri`; neither: the latest one
+    `driftd init` imported) under driftd's care: re-log it with `reference` (a .parquet/.csv of
+    its training data) and make it champion. A model that cannot take the monitored columns is
+    refused with the reason in words.
 
     When the reference carries the target, the model's score on it becomes the version's
     `driftd.validation_score`."""
     import mlflow
 
     from retrain.evaluate import primary_metric
+    from retrain.onboarding import ModelInputError, check_inputs, latest_import
 
-    if (run_id is None) == (model_uri is None):
-        raise RegistryError("give exactly one of run_id or model_uri for the model to adopt")
+    if run_id is not None and model_uri is not None:
+        raise RegistryError("give at most one of run_id or model_uri for the model to adopt")
     connect(config)
-    uri = model_uri or _model_uri_of_run(config, run_id)  # type: ignore[arg-type]
+    uri = model_uri or (_model_uri_of_run(config, run_id) if run_id else latest_import(config, model))
+    if uri is None:
+        raise RegistryError(
+            f"nothing to adopt for {model.name!r}: give --run ID or --model-uri URI, or import a pickled model first with "
+            "`driftd init ... --model-file FILE` (or --model-uri)"
+        )
     try:
         estimator = mlflow.sklearn.load_model(uri)
     except Exception as exc:
         raise RegistryError(f"cannot load a scikit-learn model from {mask(uri)}: {describe(exc)}; driftd retrains by refitting a scikit-learn estimator") from None
+    try:
+        for note in check_inputs(estimator, model, what=f"the model at {mask(uri)}"):
+            log.warning("%s", note)
+    except ModelInputError as exc:
+        raise RegistryError(str(exc)) from None
     frame = read_table(reference)
     missing = [c for c in model.columns.features if c not in frame.columns]
     if missing:
         raise RegistryError(f"reference file {reference} lacks the feature columns {missing} of model {model.name!r}")
     candidate = Candidate(estimator, None, frame, "adopt", primary_metric(model), None, tags={"driftd.adopted_from": mask(uri)})
-    return _register_as_champion(config, model, _scored(model, candidate, frame), kind="adopt")
+    try:
+        candidate = _scored(model, candidate, frame)
+    except ValueError as exc:  # scikit-learn's own words about the input, e.g. a category it never saw as a number
+        raise RegistryError(f"the model at {mask(uri)} cannot predict the rows of {reference}: {exc}") from None
+    return _register_as_champion(config, model, candidate, kind="adopt")
 
 
 def _model_uri_of_run(config: Config, run_id: str) -> str:

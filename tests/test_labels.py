@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from monitor.config import FilesSource, SqlSource
 from monitor.labels import attach_labels
-from monitor.sources import WindowQuery, open_source
+from monitor.sources import SourceError, WindowQuery, open_source
 from tests.support.data import START, columns, predictions
 
 COLS = columns()
@@ -109,3 +109,35 @@ def test_labels_from_parquet_files_with_text_ids(tmp_path: Path) -> None:
 
     assert out["target"].iloc[::2].tolist() == frame["target"].iloc[::2].tolist()
     assert out["target"].iloc[1::2].isna().all()
+
+
+@pytest.mark.parametrize("kind", ["sql", "parquet"])
+def test_an_id_label_table_without_timestamp_is_accepted_and_the_last_row_wins(tmp_path: Path, kind: str,
+                                                                                caplog: pytest.LogCaptureFixture) -> None:
+    # Many outcome tables are just (id, label); a corrected label is appended after the first one.
+    frame = predictions(10, seed=6)
+    rows = pd.DataFrame({"id": frame["id"], "target": 0})
+    corrections = pd.DataFrame({"id": frame["id"].iloc[:2], "target": 1})
+    if kind == "sql":
+        labels = labels_table(tmp_path / "labels.db", pd.concat([rows, corrections]))
+    else:
+        rows.to_parquet(tmp_path / "labels-1.parquet", index=False)
+        corrections.to_parquet(tmp_path / "labels-2.parquet", index=False)
+        labels = open_source(FilesSource(type="files", path=str(tmp_path / "labels-*.parquet")), COLS)
+
+    with caplog.at_level(logging.INFO, logger="monitor.labels"):
+        first = attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)
+        second = attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)
+
+    assert first["target"].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert second["target"].tolist() == first["target"].tolist()
+    assert caplog.text.count("has no 'ts' column") == 1  # found out once, not on every check
+    assert "by source order" in caplog.text
+
+
+def test_a_labels_source_missing_its_target_column_still_fails_clearly(tmp_path: Path) -> None:
+    frame = predictions(5, seed=7)
+    labels = labels_table(tmp_path / "labels.db", pd.DataFrame({"id": frame["id"], "outcome": 1}))
+
+    with pytest.raises(SourceError, match="'target'.*missing"):
+        attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)

@@ -15,9 +15,10 @@ from monitor.results import Watermark
 class SourceError(Exception):
     """A source could not be read. `kind` is a bounded label for driftd_source_errors_total."""
 
-    def __init__(self, message: str, *, kind: str = "read") -> None:
+    def __init__(self, message: str, *, kind: str = "read", missing: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind  # unreachable | read | corrupt | schema
+        self.missing = missing  # the requested columns the source does not have (kind "schema")
 
 
 @dataclass(frozen=True)

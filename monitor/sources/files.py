@@ -213,6 +213,7 @@ def _missing(path: Path, missing: list[str], present: Sequence[str]) -> SourceEr
         f"column {names} missing from {path} (it has: {', '.join(present)}); "
         "fix the column names under `columns` in the configuration or the logging that writes the file",
         kind="schema",
+        missing=tuple(missing),
     )
 
 

@@ -181,6 +181,7 @@ class SqlLogSource:
                 f"column {', '.join(repr(m) for m in missing)} missing from {self.where} "
                 f"(it has: {', '.join(present)}); fix `columns` in the configuration or the source",
                 kind="schema",
+                missing=tuple(missing),
             )
         return SourceError(f"reading {self.where} failed: {self._scrub(exc)}", kind="read")
 

@@ -1,0 +1,107 @@
+"""What follows a countable window: the policy's decision, recorded with its reasons, and the
+alert state it moves.
+
+`judge` is shared by the daemon and `driftd backfill`; what they do with the verdict differs:
+the daemon sends the alert and starts the retrain, a backfill sends alerts only when asked and
+never retrains (its windows are history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from monitor.config import ModelConfig
+from monitor.policy import Decision, decide
+from monitor.results import CheckResult
+from monitor.state import StateStore
+
+if TYPE_CHECKING:
+    from monitor.alerts import AlertEvent
+    from retrain.registry import Champion
+
+DRIFT_ALERT = "DriftdDatasetDrift"
+NOT_CONFIGURED = (
+    "retraining is not configured: there is no champion in the MLflow registry to retrain from "
+    "(monitoring only; `driftd adopt` puts a model under driftd's care)"
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    alert: AlertEvent | None  # the notification due now (re-sent every window while firing), None when quiet
+
+
+def retrain_status(model: ModelConfig, champion: Champion | None) -> str:
+    """How retraining stands for `model`, for the log and `driftd status`."""
+    if not model.retrain.enabled:
+        return "disabled (retrain.enabled: false)"
+    if champion is None:
+        return "not configured (no champion: monitoring only)"
+    return "enabled"
+
+
+def judge(store: StateStore, model: ModelConfig, result: CheckResult, champion: Champion | None, *, now: datetime,
+          labelled_rows: Callable[[], int | None], alert_valid_for: timedelta, not_started: str | None = None) -> Verdict:
+    """Decide after the countable window `result` (already recorded), record the decision and move
+    the drift alert's state. `not_started`: why a due retrain will not be started, recorded with it."""
+    alert = store.alert_state(model.name, DRIFT_ALERT)
+    firing = bool(alert and alert.firing)
+    history = store.recent_checks(model.name, _history_depth(model))
+    jobs = store.retrain_jobs(model.name, since=now - max(model.policy.cooldown, timedelta(days=1)))
+    # With retraining disabled the policy says so itself; without a champion it cannot start.
+    unavailable = NOT_CONFIGURED if champion is None and model.retrain.enabled else None
+
+    def decision_with(rows: int | None) -> Decision:
+        return decide(
+            model.policy, model.retrain, history, alert_firing=firing, jobs=jobs,
+            champion_score=champion.validation_score if champion else None,
+            primary_metric=champion.primary_metric if champion else None,
+            champion_version=champion.version if champion else None,
+            now=now, labelled_rows=rows, retrain_unavailable=unavailable,
+        )  # fmt: skip
+
+    decision = decision_with(None)
+    if decision.retrain:  # rare: only then is counting the training window's labels worth a read
+        decision = decision_with(labelled_rows())
+    reasons = "; ".join(decision.reasons) + (f"; {not_started}" if decision.retrain and not_started else "")
+    store.record_decision(model.name, result.check_id, action(decision), reasons)
+    return Verdict(decision, _alert(store, model, result, decision, firing, now, alert_valid_for))
+
+
+def action(decision: Decision) -> str:
+    parts = [f"alert:{decision.alert}"] if decision.alert else []
+    if decision.retrain:
+        parts.append("retrain")
+    return ",".join(parts) or "none"
+
+
+def _alert(store: StateStore, model: ModelConfig, result: CheckResult, decision: Decision, firing: bool,
+           now: datetime, valid_for: timedelta) -> AlertEvent | None:
+    from monitor.alerts import AlertEvent
+
+    if decision.alert == "fire":
+        firing = True
+        store.set_alert_state(model.name, DRIFT_ALERT, True, now)
+    elif decision.alert == "resolve":
+        firing = False
+        store.set_alert_state(model.name, DRIFT_ALERT, False, now)
+    elif not firing:
+        return None
+    status = "firing" if firing else "resolved"
+    summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
+               if firing else f"{model.name}: drift resolved")
+    # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
+    return AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
+                      description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,
+                      runbook=f"driftd check -c <config> --model {model.name}; see the Model detail dashboard",
+                      valid_for=valid_for)
+
+
+def _history_depth(model: ModelConfig) -> int:
+    policy = model.policy
+    # Insufficient-data and error windows are skipped by the policy, so look further back.
+    return 4 * max(policy.alert_after.m, policy.retrain_after.m, policy.resolve_after) + 10
