@@ -98,7 +98,7 @@ def test_onnx_inputs_map_back_to_odd_column_names_even_when_quantized():
     mlp = Pipeline([("columns", columns), ("mlp", MLPClassifier((32,), max_iter=300, random_state=0))])
     mlp.fit(frame[FEATURES].iloc[:800], frame[TARGET].iloc[:800])
 
-    result = compress(mlp, frame.iloc[800:1000], frame.iloc[1000:], target=TARGET, numerical=NUMERICAL, categorical=CATEGORICAL,
+    result = compress(mlp, frame.iloc[800:1000], target=TARGET, numerical=NUMERICAL, categorical=CATEGORICAL,
                       task="binary_classification", strategies=["onnx", "quantize"], max_quality_loss=0.05)
 
     names = {v.name for v in result.variants}
