@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install system-deps demo test test-unit bench clean
 
-$(STAMP): pyproject.toml
+PLUGIN := tests/plugins/driftd_testplugin
+
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "driftd needs Python 3.11 ($(PYTHON) not found)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# The test plug-in package (one source, channel and compression strategy through entry points)
+	$(BIN)/pip install -q --no-deps -e $(PLUGIN)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""Alert delivery to webhook, Slack and Alertmanager channels, off the check's thread.
+"""Alert delivery to the configured channels (webhook, Slack, Alertmanager, plug-ins), off the check's thread.
 
 `Notifier.notify` only enqueues; one worker thread per channel delivers, so a dead channel
 never delays a check, nor the other channels. Channel URLs are secrets (Slack paths, tokens,
@@ -26,43 +26,23 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from monitor.channels import SERVICE, AlertChannel, AlertEvent, alertmanager_payload, slack_payload, webhook_payload
 from monitor.config import Channel
 from monitor.metrics import Metrics
+from monitor.plugins import CHANNELS
+from monitor.redact import host, mask, origin, url_parts
+from monitor.statuses import AlertOutcome, AlertState
 
 log = logging.getLogger(__name__)
 
-Status = Literal["firing", "resolved"]
-Severity = Literal["info", "warning", "critical"]
-SERVICE = "driftd"
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """One alert transition (or, for Alertmanager, a still-firing alert to re-post)."""
-
-    model: str
-    alert: str  # bounded name, e.g. DriftDetected, QualityDrop, RetrainFailed
-    status: Status
-    summary: str
-    description: str
-    check_id: str | None = None
-    severity: Severity = "warning"
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    runbook: str | None = None
-    # How long a firing alert stays valid without being re-posted (Alertmanager's endsAt);
-    # None leaves it to Alertmanager's resolve_timeout, which is shorter than slow schedules.
-    valid_for: timedelta | None = None
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {"alertname": self.alert, "model": self.model, "severity": self.severity, "service": SERVICE}
-
+__all__ = ["AlertEvent", "DeliveryError", "Notifier", "RetryPolicy", "alertmanager_payload", "slack_payload",
+           "webhook_payload"]
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -108,8 +88,9 @@ class _Lane:
 
     def __init__(self, channel: Channel, queue_size: int, run: Any) -> None:
         self.channel = channel
+        self.kind: AlertChannel = CHANNELS.get(channel.type)(channel)
         self.pending: dict[_Key, _Pending] = {}  # touched by the worker thread only
-        self.given_up: dict[_Key, tuple[Status, float]] = {}  # dropped state, and until when to ignore it
+        self.given_up: dict[_Key, tuple[AlertState, float]] = {}  # dropped state, and until when to ignore it
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.client = httpx.Client(follow_redirects=False, headers={"User-Agent": f"{SERVICE}-notifier"})
         self.thread = threading.Thread(target=run, args=(self,), name=f"driftd-alerts-{channel.name}", daemon=True)
@@ -134,8 +115,8 @@ class Notifier:
         self._generator_url = generator_url
         self._closing = threading.Event()  # close() called: finish the queue, then exit
         self._abort = threading.Event()  # close() timed out: stop retrying, exit now
-        self._last_status: dict[_Key, Status] = {}  # webhook/slack: last delivered transition
-        self._started_at: dict[_Key, datetime] = {}  # alertmanager: first firing time
+        self._last_status: dict[_Key, AlertState] = {}  # channels sending transitions only: the last one sent
+        self._started_at: dict[_Key, datetime] = {}  # when each firing alert first fired
         self._lanes = {c.name: _Lane(c, queue_size, self._run) for c in channels}
 
     def notify(self, event: AlertEvent, channel_names: Iterable[str]) -> None:
@@ -145,7 +126,7 @@ class Notifier:
             if lane is None or self._closing.is_set():
                 why = "the notifier is closed" if lane else "no such channel is configured"
                 log.warning("alert %s for model %s not sent to channel %r: %s", event.alert, event.model, name, why)
-                self._metrics.alert(event.model, name, "failed")
+                self._metrics.alert(event.model, name, AlertOutcome.FAILED)
                 continue
             try:
                 lane.queue.put_nowait(event)
@@ -154,7 +135,7 @@ class Notifier:
                     "alert %s for model %s dropped: %d deliveries already queued for channel %s (slow or down)",
                     event.alert, event.model, lane.queue.qsize(), name,
                 )  # fmt: skip
-                self._metrics.alert(event.model, name, "dropped")
+                self._metrics.alert(event.model, name, AlertOutcome.DROPPED)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Deliver what is queued for up to `timeout` seconds; True when everything was handled."""
@@ -218,11 +199,11 @@ class Notifier:
                       event.alert, event.status, event.model, channel.name)
             return
         lane.given_up.pop(key, None)
-        if channel.type != "alertmanager":
+        if not lane.kind.tracks_state:
             if self._last_status.get(key) == event.status:
                 log.debug("alert %s for %s already %s on channel %s; not resent", event.alert, event.model, event.status, channel.name)
                 return
-            if event.status == "resolved" and not channel.send_resolved:
+            if event.status == AlertState.RESOLVED and not channel.send_resolved:
                 self._last_status[key] = event.status
                 return
         lane.pending[key] = _Pending(event, due=time.monotonic())
@@ -248,7 +229,7 @@ class Notifier:
         event, channel = pending.event, lane.channel
         lane.pending.pop(key, None)
         lane.given_up[key] = (event.status, time.monotonic() + self._retry.max_backoff_s)
-        self._metrics.alert(event.model, channel.name, "dropped")
+        self._metrics.alert(event.model, channel.name, AlertOutcome.DROPPED)
         log.warning("alert %s (%s) for model %s to channel %s (host %s) given up: %s",
                     event.alert, event.status, event.model, channel.name, _host_of(channel), why)
 
@@ -256,33 +237,26 @@ class Notifier:
         """One round; raises DeliveryError (after counting and logging it) when it fails."""
         channel = lane.channel
         key = (event.model, event.alert, channel.name)
-        if channel.type == "alertmanager":
-            # Always sent, resolved too (send_resolved is Alertmanager's own receiver setting):
-            # an alert left un-resolved would linger until Alertmanager's resolve_timeout.
-            payload = self._alertmanager_payload(event, key)
-        else:
-            payload = slack_payload(event) if channel.type == "slack" else webhook_payload(event)
+        payload = lane.kind.payload(event, started=self._started(event, key), generator_url=self._generator_url)
         try:
             self._post_with_retries(lane, payload)
         except DeliveryError as exc:
-            self._metrics.alert(event.model, channel.name, "failed")
+            self._metrics.alert(event.model, channel.name, AlertOutcome.FAILED)
             log.warning(
                 "alert %s (%s) for model %s to channel %s (host %s) failed: %s",
                 event.alert, event.status, event.model, channel.name, _host_of(channel), exc,
             )  # fmt: skip
             raise
-        self._metrics.alert(event.model, channel.name, "sent")
-        if channel.type != "alertmanager":
+        self._metrics.alert(event.model, channel.name, AlertOutcome.SENT)
+        if not lane.kind.tracks_state:
             self._last_status[key] = event.status
         log.info("alert %s (%s) for model %s sent to channel %s", event.alert, event.status, event.model, channel.name)
 
-    def _alertmanager_payload(self, event: AlertEvent, key: _Key) -> list[dict[str, Any]]:
+    def _started(self, event: AlertEvent, key: _Key) -> datetime:
         # Re-posting a firing alert keeps the first startsAt so Alertmanager sees one alert.
-        if event.status == "firing":
-            started = self._started_at.setdefault(key, event.at)
-        else:
-            started = self._started_at.pop(key, event.at)
-        return alertmanager_payload(event, started, self._generator_url)
+        if event.status == AlertState.FIRING:
+            return self._started_at.setdefault(key, event.at)
+        return self._started_at.pop(key, event.at)
 
     def _post_with_retries(self, lane: _Lane, payload: Any) -> None:
         policy = self._retry
@@ -315,8 +289,7 @@ class Notifier:
             raise DeliveryError(str(exc), retryable=True) from None
         if not url.startswith(("http://", "https://")):
             raise DeliveryError("the channel URL must start with http:// or https://", retryable=False)
-        if channel.type == "alertmanager":
-            url = url.rstrip("/") + "/api/v2/alerts"
+        url = lane.kind.endpoint(url)
         try:
             # No attempt may outlast the retry budget, whatever the channel's own timeout.
             timeout = max(min(channel.timeout.total_seconds(), deadline - time.monotonic()), 0.1)
@@ -329,84 +302,14 @@ class Notifier:
             raise DeliveryError(f"HTTP {response.status_code}{_body_hint(response, url)}", retryable=retryable)
 
 
-# --- payloads ------------------------------------------------------------------------------------
-
-
-def _iso(at: datetime) -> str:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def webhook_payload(event: AlertEvent) -> dict[str, Any]:
-    """Generic JSON for any webhook receiver."""
-    return {
-        "version": "1",
-        "source": SERVICE,
-        "model": event.model,
-        "alert": event.alert,
-        "status": event.status,
-        "severity": event.severity,
-        "summary": event.summary,
-        "description": event.description,
-        "check_id": event.check_id,
-        "runbook": event.runbook,
-        "labels": event.labels,
-        "startsAt": _iso(event.at) if event.status == "firing" else None,
-        "endsAt": _iso(event.at) if event.status == "resolved" else None,
-    }
-
-
-_SLACK_ICON = {"firing": ":red_circle:", "resolved": ":large_green_circle:"}
-
-
-def slack_payload(event: AlertEvent) -> dict[str, Any]:
-    """Slack incoming-webhook message: `text` for notifications, `blocks` for the channel."""
-    title = f"[{event.status.upper()}] {event.alert} on model {event.model}: {event.summary}"
-    context = [f"severity: {event.severity}", f"at: {_iso(event.at)}"]
-    if event.check_id:
-        context.append(f"check: {event.check_id}")
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{_SLACK_ICON[event.status]} *{_slack_escape(title)}*"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(event.description)[:2900] or " "}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_escape(" | ".join(context))}]},
-    ]
-    if event.runbook:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"runbook: {_slack_escape(event.runbook)}"}]})
-    return {"text": title, "blocks": blocks}
-
-
-def _slack_escape(text: str) -> str:
-    # Slack's mrkdwn treats &, < and > as control characters.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def alertmanager_payload(event: AlertEvent, started: datetime, generator_url: str | None = None) -> list[dict[str, Any]]:
-    """Alertmanager API v2 postable alerts; a resolved alert is the same labels with endsAt."""
-    annotations = {"summary": event.summary, "description": event.description}
-    if event.runbook:
-        annotations["runbook"] = event.runbook
-    if event.check_id:
-        annotations["check_id"] = event.check_id
-    alert: dict[str, Any] = {"labels": event.labels, "annotations": annotations, "startsAt": _iso(started)}
-    if event.status == "resolved":
-        alert["endsAt"] = _iso(max(event.at, started))
-    elif event.valid_for is not None:
-        alert["endsAt"] = _iso(event.at + event.valid_for)
-    if generator_url:
-        alert["generatorURL"] = generator_url
-    return [alert]
-
-
 # --- keeping URLs out of logs --------------------------------------------------------------------
 
 
 def _host_of(channel: Channel) -> str:
     try:
-        url = httpx.URL(channel.resolved_url())
-    except Exception:  # noqa: BLE001 - a bad URL must not break the warning about it
+        return host(channel.resolved_url())
+    except ValueError:  # an unreadable url_file must not break the warning about it
         return "unknown"
-    return f"{url.host}:{url.port}" if url.port else (url.host or "unknown")
 
 
 def _transport_reason(exc: httpx.HTTPError) -> str:
@@ -425,11 +328,7 @@ def _transport_reason(exc: httpx.HTTPError) -> str:
 
 def _body_hint(response: httpx.Response, url: str) -> str:
     """A short, URL-free excerpt of an error body (Slack says e.g. `invalid_token`)."""
-    text = response.text.strip().replace("\n", " ")[:120]
-    parsed = httpx.URL(url)
-    for secret in (url, parsed.path, parsed.query.decode(), parsed.userinfo.decode()):
-        if len(secret) > 1:
-            text = text.replace(secret, "<redacted>")
+    text = mask(response.text.strip().replace("\n", " ")[:120], url_parts(url))
     return f": {text}" if text else ""
 
 
@@ -438,13 +337,8 @@ class _RedactURLs(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
+            record.args = tuple(origin(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
         return True
-
-
-def _origin(url: httpx.URL) -> str:
-    port = f":{url.port}" if url.port else ""
-    return f"{url.scheme}://{url.host}{port}/<redacted>"
 
 
 _redaction_lock = threading.Lock()

@@ -13,6 +13,7 @@ from monitor.logs import log_context, setup_logging
 from monitor.output import say
 from monitor.render import check_report, table
 from monitor.results import CheckResult, CheckStatus
+from monitor.statuses import JobStatus, RetrainOutcome
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
@@ -108,14 +109,14 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
     if job is None:
         raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
-    store.update_retrain_job(job.job_id, status="running")
+    store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
     try:
         outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: say(f"  {line}"))
     except BaseException as exc:  # Ctrl-C or a bug: never leave the job blocking later retrains
-        store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=f"interrupted: {type(exc).__name__}")
+        store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED,
+                                 reason=f"interrupted: {type(exc).__name__}")
         raise
-    status = "failed" if outcome.outcome == "failed" else "succeeded"
-    store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
+    store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
     say(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
         say(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
@@ -124,7 +125,7 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     if outcome.compressed_size:
         say(f"  size {outcome.original_size} -> {outcome.compressed_size} bytes ({outcome.variant}); "
               f"single-row p50 {_num(outcome.original_p50_ms)} -> {_num(outcome.compressed_p50_ms)} ms")
-    return FAILURE if outcome.outcome == "failed" else OK
+    return FAILURE if outcome.outcome == RetrainOutcome.FAILED else OK
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:

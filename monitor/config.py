@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -23,11 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializeAsAny,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from monitor.plugins import CHANNELS, SOURCES, PluginError, Registry
 from monitor.redact import literal_secret
 
 
@@ -135,16 +137,50 @@ class SecretURL(Strict):
         return _read_secret_file(self.url_file)
 
 
+# --- plug-in sections --------------------------------------------------------------------
+
+
+class PluginConfig(Strict):
+    """A section whose `type` picks the class that implements it (monitor.plugins): the
+    class's own `config_model`, a subclass of one of these, validates the rest."""
+
+    type: str
+
+
+def _section_of(registry: Registry[Any], base: type[PluginConfig]) -> BeforeValidator:
+    def validate(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # a model already, or not a mapping: pydantic says which
+        name = value.get("type")
+        if not isinstance(name, str):
+            raise ValueError(f"give the {registry.kind}'s type: one of {', '.join(registry.names())}")
+        model = registry.get(name).config_model  # PluginError (a ValueError) lists the known types
+        if not issubclass(model, base):
+            raise PluginError(f"{registry.kind} type {name!r}: its config_model must subclass monitor.config.{base.__name__}")
+        return model.model_validate(value)
+
+    return BeforeValidator(validate)
+
+
 # --- sources -----------------------------------------------------------------------------
 
 
-class FilesSource(Strict):
+class SourceConfig(PluginConfig):
+    """Base of a prediction-log or label source's section; a source plug-in subclasses it."""
+
+    # Keys whose relative paths are taken relative to the configuration file, not the cwd.
+    relative_paths: ClassVar[tuple[str, ...]] = ()
+
+
+class FilesSource(SourceConfig):
+    relative_paths = ("path",)
+
     type: Literal["files"]
     path: str = Field(description="glob of Parquet, CSV or JSON-lines files")
     format: Literal["parquet", "csv", "jsonl"] | None = None
 
 
-class SqlSource(SecretURL):
+class SqlSource(SecretURL, SourceConfig):
     type: Literal["sql"]
     table: str | None = None
     query: str | None = None
@@ -158,7 +194,8 @@ class SqlSource(SecretURL):
         return self
 
 
-Source = Annotated[Union[FilesSource, SqlSource], Field(discriminator="type")]
+# Any registered source type; SerializeAsAny dumps a plug-in's own fields too (fingerprint).
+Source = Annotated[SerializeAsAny[SourceConfig], _section_of(SOURCES, SourceConfig)]
 
 
 # --- per-model sections ------------------------------------------------------------------
@@ -410,15 +447,26 @@ class Logging(Strict):
         return value.upper() if isinstance(value, str) else value
 
 
-class Channel(SecretURL):
+class Channel(SecretURL, PluginConfig):
+    """An alert channel's section; a channel plug-in with settings of its own subclasses it."""
+
     name: str
-    type: Literal["webhook", "slack", "alertmanager"]
     timeout: PositiveDuration = timedelta(seconds=5)
     send_resolved: bool = True
 
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in CHANNELS.names():
+            raise PluginError(f"unknown alert channel type {value!r}; available: {', '.join(CHANNELS.names())}")
+        return value
+
+
+ChannelSection = Annotated[SerializeAsAny[Channel], _section_of(CHANNELS, Channel)]
+
 
 class Alerts(Strict):
-    channels: list[Channel] = []
+    channels: list[ChannelSection] = []
 
     @model_validator(mode="after")
     def _unique(self) -> "Alerts":
@@ -552,14 +600,23 @@ def _absolutize(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for key in ("source", "labels"):
             section = model.get(key)
             if isinstance(section, dict):
-                if section.get("type") == "files" and isinstance(section.get("path"), str):
-                    section["path"] = str(base / section["path"]) if not os.path.isabs(section["path"]) else section["path"]
+                for name in _relative_paths(section.get("type")):
+                    if isinstance(section.get(name), str) and not os.path.isabs(section[name]):
+                        section[name] = str(base / section[name])
                 section["url"] = fix_url(section.get("url")) if "url" in section else None
                 if section["url"] is None:
                     del section["url"]
         if isinstance(model.get("reference"), str):
             model["reference"] = str(base / model["reference"])
     return raw
+
+
+def _relative_paths(kind: Any) -> tuple[str, ...]:
+    try:
+        model = SOURCES.get(kind).config_model if isinstance(kind, str) else None
+    except PluginError:
+        return ()  # validation reports the unknown type
+    return model.relative_paths if model is not None and issubclass(model, SourceConfig) else ()
 
 
 def parse_config(raw: Any, *, base_dir: Path, env: dict[str, str] | None = None) -> Config:

@@ -17,6 +17,7 @@ from monitor.config import ModelConfig
 from monitor.policy import Decision, decide
 from monitor.results import CheckResult
 from monitor.state import StateStore
+from monitor.statuses import AlertState
 
 if TYPE_CHECKING:
     from monitor.alerts import AlertEvent
@@ -91,7 +92,7 @@ def _alert(store: StateStore, model: ModelConfig, result: CheckResult, decision:
         store.set_alert_state(model.name, DRIFT_ALERT, False, now)
     elif not firing:
         return None
-    status = "firing" if firing else "resolved"
+    status = AlertState.FIRING if firing else AlertState.RESOLVED
     summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
                if firing else f"{model.name}: drift resolved")
     # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.

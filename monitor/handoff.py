@@ -14,6 +14,7 @@ from monitor.config import Config, ModelConfig
 from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.state import RetrainJob, StateStore
+from monitor.statuses import JobStatus, RetrainOutcome
 
 log = logging.getLogger("driftd.retrain")
 
@@ -37,16 +38,15 @@ class RetrainHandoff:
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):
             try:
-                self._store.update_retrain_job(job.job_id, status="running")
+                self._store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
                 log.info("retrain %s started: %s", job.job_id, trigger.reason)
                 outcome = self._retrain(model, trigger)
-                status = "failed" if outcome.outcome == "failed" else "succeeded"
-                self._store.update_retrain_job(job.job_id, status=status, outcome=outcome.outcome, reason=outcome.reason,
+                self._store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
                                                run_id=outcome.run_id, version=outcome.version)
             except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
                 log.exception("retrain %s crashed", job.job_id)
                 self._mark_failed(job, f"crashed: {exc}")
-                self._metrics.retrain_finished(model.name, "failed", None)
+                self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
                 return
             finally:
                 if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go
@@ -62,13 +62,13 @@ class RetrainHandoff:
 
     def _mark_failed(self, job: RetrainJob, reason: str) -> None:
         try:
-            self._store.update_retrain_job(job.job_id, status="failed", outcome="failed", reason=reason)
+            self._store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED, reason=reason)
         except Exception:  # the store itself is down: a restart's recovery marks the job
             log.exception("could not record the failure of retrain %s", job.job_id)
 
     def _publish(self, model: ModelConfig, outcome) -> None:
         self._metrics.retrain_finished(model.name, outcome.outcome, outcome.duration_seconds)
-        if outcome.outcome == "promoted" and outcome.version:
+        if outcome.outcome == RetrainOutcome.PROMOTED and outcome.version:
             # Sizes describe the champion: a rejected challenger's would mislead the dashboard.
             self._metrics.champion(model.name, outcome.version)
             if outcome.compressed_size:

@@ -26,12 +26,13 @@ from prometheus_client import (
 
 from monitor import __version__
 from monitor.results import CheckResult, CheckStatus
+from monitor.statuses import AlertOutcome, RetrainOutcome, values
 
 log = logging.getLogger(__name__)
 
 CHECK_STATUSES = tuple(s.value for s in CheckStatus)
-RETRAIN_OUTCOMES = ("promoted", "rejected", "failed")
-ALERT_OUTCOMES = ("sent", "failed", "dropped")
+RETRAIN_OUTCOMES = values(RetrainOutcome)
+ALERT_OUTCOMES = values(AlertOutcome)
 SIZE_VARIANTS = ("original", "compressed")
 # SourceError.kind values plus "labels" (the delayed-labels source); anything else is counted as
 # "other" so an error path never raises.

@@ -5,7 +5,9 @@ reasons, errors on stderr — goes through `mask`. It hides the password of `use
 (a password may contain `/`), a lone userinfo of an http(s) URL (a token), and the values
 of secret-looking query parameters (`?password=…`, `&token=…`). Callers that know the
 secrets themselves (a parsed URL's password) pass them too, so a driver message quoting the
-bare value is cleaned as well.
+bare value is cleaned as well. Where a URL must be named without any of its secrets (an alert
+channel's webhook URL is a secret as a whole: Slack's path is the token), `host` and `origin`
+keep only the server.
 """
 
 from __future__ import annotations
@@ -78,3 +80,32 @@ def literal_secret(value: str) -> str | None:
         if secret and "${" not in secret:
             return f"a secret query parameter ({query['key'][1:-1]}=…) is written into the YAML"
     return None
+
+
+def host(url: str) -> str:
+    """`host[:port]` of `url`, the part of a secret URL that may be shown; "unknown" when none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "unknown"
+    if not parts.hostname:
+        return "unknown"
+    return f"{parts.hostname}:{port}" if port else parts.hostname
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]/***` for a URL whose path and query may be secret."""
+    scheme = url.partition("://")[0] if "://" in url else "unknown"
+    return f"{scheme}://{host(url)}/{MASK}"
+
+
+def url_parts(url: str) -> tuple[str, ...]:
+    """`url` and each of its parts that may be secret on its own (path, query, userinfo), so an
+    error body echoing any of them can be cleaned with `mask(text, url_parts(url))`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return (url,)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return (url, parts.path, parts.query, userinfo, *url_secrets(url))

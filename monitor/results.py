@@ -6,15 +6,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
-
-class CheckStatus(str, Enum):
-    OK = "ok"
-    DRIFT = "drift"
-    INSUFFICIENT_DATA = "insufficient_data"
-    ERROR = "error"
+from monitor.statuses import CheckStatus
 
 
 @dataclass(frozen=True, order=True)

@@ -31,13 +31,14 @@ from monitor.config import MODEL_NAME_MAX_LENGTH
 from monitor.late import NO_AUDIT, Audit, Seen, decode
 from monitor.redact import mask, url_secrets
 from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
+from monitor.statuses import JobStatus, RetrainOutcome, values
 
 SCHEMA_VERSION = 2
 _NAME = MODEL_NAME_MAX_LENGTH  # every `model` column holds a configured model name
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
-ACTIVE_JOB_STATUSES = ("queued", "running")
-JOB_OUTCOMES = ("promoted", "rejected", "failed")
+JOB_STATUSES = values(JobStatus)
+ACTIVE_JOB_STATUSES = tuple(s.value for s in JobStatus if s.active)
+JOB_OUTCOMES = values(RetrainOutcome)
 
 # SQLite waits this long for another writer (e.g. `driftd check` beside the daemon).
 _SQLITE_BUSY_TIMEOUT_S = 30

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-from monitor.config import Columns, FilesSource, SqlSource
+from monitor.clock import utc_timestamp
+from monitor.config import Columns, SourceConfig
+from monitor.plugins import SOURCES
 from monitor.results import Watermark
 from monitor.sources.base import Source, SourceError, WindowQuery
 
-__all__ = ["Source", "SourceError", "WindowQuery", "open_source", "watermark_of"]
+__all__ = ["Source", "SourceError", "WindowQuery", "open_source", "source_class", "watermark_of"]
 
 
-def open_source(cfg: FilesSource | SqlSource, columns: Columns) -> Source:
+def source_class(kind: str) -> type[Source]:
+    """The class registered for source `type: kind` (built in or a plug-in's)."""
+    cls: type[Source] = SOURCES.get(kind)
+    return cls
+
+
+def open_source(cfg: SourceConfig, columns: Columns) -> Source:
     """The reader for `cfg`; `columns` names its timestamp and id (and categorical) columns.
 
     SQL sources hold a connection pool: call `.close()` on them when done."""
-    if isinstance(cfg, FilesSource):
-        from monitor.sources.files import FileLogSource
-
-        return FileLogSource(cfg, columns)
-    if isinstance(cfg, SqlSource):
-        from monitor.sources.sql import SqlLogSource
-
-        return SqlLogSource(cfg, columns)
-    raise TypeError(f"unknown source configuration {type(cfg).__name__}")
+    return source_class(cfg.type)(cfg, columns)
 
 
 def watermark_of(frame: pd.DataFrame, columns: Columns) -> Watermark | None:
@@ -33,8 +33,7 @@ def watermark_of(frame: pd.DataFrame, columns: Columns) -> Watermark | None:
     a plain int or str, the id column's own type."""
     if frame.empty:
         return None
-    stamp = pd.Timestamp(frame[columns.timestamp].iloc[-1])
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = utc_timestamp(frame[columns.timestamp].iloc[-1])
     ident = frame[columns.id].iloc[-1]
     ident = ident.item() if hasattr(ident, "item") else ident
     return Watermark(stamp, ident)

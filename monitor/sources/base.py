@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from collections.abc import Sequence
-from typing import Protocol
+from typing import ClassVar
 
 import pandas as pd
 
+from monitor.config import Columns, SourceConfig
 from monitor.results import Watermark
 
 
@@ -35,22 +37,33 @@ class WindowQuery:
     through: Watermark | None = None
 
 
-class Source(Protocol):
+class Source(ABC):
+    """Base of every prediction-log (and label) source.
+
+    A source type is a subclass with `config_model` (a `monitor.config.SourceConfig` subclass
+    validating its section) and an `__init__(config, columns)`; built-ins are `files` and `sql`,
+    a package adds one through the `driftd.sources` entry-point group (monitor.plugins)."""
+
+    config_model: ClassVar[type[SourceConfig]]
+
+    def __init__(self, config: SourceConfig, columns: Columns) -> None:  # noqa: B027 - the signature every source has
+        """Open what `config` describes; `columns` names the timestamp, id and feature columns.
+        Raise SourceError (kind "unreachable") with an actionable message when it cannot be."""
+
+    @abstractmethod
     def read(self, query: WindowQuery) -> pd.DataFrame:
         """Return the window's rows (only `query.columns`), sorted by (timestamp, id).
 
         Timestamps come back as timezone-aware UTC `datetime64[ns, UTC]`.
         Raises SourceError with an actionable message on any failure."""
-        ...
 
+    @abstractmethod
     def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         """Rows whose id column is in `ids` (for delayed labels). Same errors as read()."""
-        ...
 
+    @abstractmethod
     def null_timestamps(self) -> int:
         """How many rows have no timestamp: no window can ever hold them. Same errors as read()."""
-        ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release connections; the source may not be used afterwards."""
-        ...

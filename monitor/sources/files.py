@@ -27,7 +27,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from monitor.config import Columns, FilesSource
-from monitor.sources.base import SourceError, WindowQuery
+from monitor.sources.base import Source, SourceError, WindowQuery
 
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -45,8 +45,10 @@ _UTC_NS = pa.timestamp("ns", tz="UTC")
 FilterFor = Callable[[pa.Schema], "ds.Expression | None"]
 
 
-class FileLogSource:
+class FileLogSource(Source):
     """Reads windows of prediction logs from the files matching one glob."""
+
+    config_model = FilesSource
 
     def __init__(self, cfg: FilesSource, columns: Columns) -> None:
         self._pattern = cfg.path

@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from monitor.config import Columns, SqlSource
 from monitor.redact import mask, url_secrets
-from monitor.sources.base import SourceError, WindowQuery
+from monitor.sources.base import Source, SourceError, WindowQuery
 
 
 IDS_PER_QUERY = 10_000
@@ -39,8 +39,10 @@ _ISO_TEXT = re.compile(
 )
 
 
-class SqlLogSource:
+class SqlLogSource(Source):
     """Reads windows of prediction logs from one table or query over one pooled Engine."""
+
+    config_model = SqlSource
 
     def __init__(self, cfg: SqlSource, columns: Columns) -> None:
         try:

@@ -1,0 +1,1 @@
+"""A driftd plug-in package used by driftd's tests (see pyproject.toml for what it registers)."""

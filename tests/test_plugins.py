@@ -1,0 +1,126 @@
+"""Plug-ins: a package registers a source, an alert channel and a compression strategy through
+entry points (tests/plugins/driftd_testplugin, installed by `make install`) and driftd uses
+each without any edit of its own files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.config import ConfigError, parse_config
+from monitor.plugins import CHANNELS, SOURCES, PluginError, Registry
+from tests.support.receiver import Receiver
+
+START = datetime(2024, 5, 1, tzinfo=timezone.utc)
+COLUMNS = {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
+           "numerical": ["x1", "x2"], "categorical": ["c1"]}
+PLUGIN_MISSING = "driftd_testplugin is not installed: run `make install` (it installs tests/plugins/driftd_testplugin)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _installed() -> None:
+    names = {point.name for point in entry_points(group="driftd.sources")}
+    if "testplugin-source" not in names:
+        pytest.fail(PLUGIN_MISSING)
+
+
+def synthetic(**extra: Any) -> dict[str, Any]:
+    return {"type": "testplugin-source", "start": START.isoformat(), "rows": 3600, "spacing": "6s", **extra}
+
+
+def model(source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": "churn", "task": "binary_classification", "source": source, "columns": COLUMNS, **extra}
+
+
+def test_registries_list_builtins_and_plugins() -> None:
+    assert {"files", "sql", "testplugin-source"} <= set(SOURCES.names())
+    assert {"webhook", "slack", "alertmanager", "testplugin-channel"} <= set(CHANNELS.names())
+
+
+def test_plugin_sections_validate_with_the_plugins_own_model(tmp_path: Path) -> None:
+    config = parse_config({
+        "alerts": {"channels": [{"name": "chat", "type": "testplugin-channel", "url": "http://127.0.0.1:1", "room": "ops"}]},
+        "models": [model(synthetic(seed=3), alerts=["chat"])],
+    }, base_dir=tmp_path)
+    source, channel = config.models[0].source, config.alerts.channels[0]
+    assert type(source).__name__ == "SyntheticConfig" and source.rows == 3600 and source.spacing == timedelta(seconds=6)
+    assert type(channel).__name__ == "ChatConfig" and channel.room == "ops"
+    # The plug-in's own fields are part of the configuration's fingerprint (SerializeAsAny).
+    other = parse_config({"alerts": {"channels": [{"name": "chat", "type": "testplugin-channel", "url": "http://127.0.0.1:1", "room": "dev"}]},
+                          "models": [model(synthetic(seed=3), alerts=["chat"])]}, base_dir=tmp_path)
+    assert other.fingerprint() != config.fingerprint()
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"alerts": {"channels": [{"name": "chat", "type": "testplugin-channel", "url": "http://x"}]},
+                      "models": [model(synthetic(rows=-1, colour="red"))]}, base_dir=tmp_path)
+    message = str(caught.value)
+    assert "models.0.source.rows: Input should be greater than 0" in message
+    assert "models.0.source.colour: unknown key" in message
+    assert "alerts.channels.0.room: Field required" in message
+
+
+def test_unknown_types_list_the_available_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"alerts": {"channels": [{"name": "x", "type": "pager", "url": "http://x"}]},
+                      "models": [model({"type": "kafka", "topic": "t"})]}, base_dir=tmp_path)
+    message = str(caught.value)
+    assert "models.0.source: unknown source type 'kafka'; available: files, sql, testplugin-source" in message
+    assert "alerts.channels.0: unknown alert channel type 'pager'; available: alertmanager, slack, testplugin-channel, webhook" in message
+    assert "'driftd.sources' entry-point group" in message
+
+
+def test_a_broken_plugin_is_named_not_crashed_on() -> None:
+    registry: Registry[Any] = Registry("source", "driftd.sources", {})
+    with pytest.raises(PluginError, match="not a class"):
+        registry.register("half", "driftd_testplugin.source:SyntheticSource")  # type: ignore[arg-type]
+    with pytest.raises(PluginError, match="config_model must be a pydantic model"):
+        registry.register("bare", type("Bare", (), {}))
+    with pytest.raises(PluginError, match="built into driftd"):
+        Registry("source", "driftd.sources", {"files": "monitor.sources.files:FileLogSource"}).register("files", type("X", (), {}))
+
+
+def test_backfill_reads_a_plugin_source_and_alerts_through_a_plugin_channel(tmp_path: Path) -> None:
+    """`driftd backfill` (the installed command, the daemon's own cycle and policy) over six hours
+    of the plug-in's log, drifting from hour three: the drift alert reaches the plug-in channel."""
+    from driftd_testplugin.source import SyntheticConfig, generate
+
+    from monitor.config import Columns
+
+    reference = generate(SyntheticConfig.model_validate(synthetic(rows=4000, seed=99)), Columns.model_validate(COLUMNS))
+    reference.to_parquet(tmp_path / "reference.parquet")
+    with Receiver() as rx:
+        config = {
+            "state_url": "sqlite:///state.db",
+            "alerts": {"channels": [{"name": "chat", "type": "testplugin-channel", "url": rx.url, "room": "ml-ops",
+                                     "mention": "@oncall"}]},
+            "models": [model(synthetic(seed=1, shift=1.5, shift_from=(START + timedelta(hours=3)).isoformat()),
+                             reference="reference.parquet", alerts=["chat"],
+                             window={"size": "1h", "min_rows": 500, "lateness": "0s", "lookback": "0s"},
+                             schedule={"every": "1h"})],
+        }
+        path = tmp_path / "driftd.yaml"
+        path.write_text(yaml.safe_dump(config))
+        driftd = Path(sys.executable).with_name("driftd")
+        done = subprocess.run(
+            [str(driftd), "backfill", "-c", str(path), "--model", "churn", "--json", "--dry-run", "--alerts",
+             "--since", START.isoformat(), "--until", (START + timedelta(hours=6)).isoformat()],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )
+        assert done.returncode in (0, 1), done.stderr
+        windows = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [w["status"] for w in windows] == ["ok", "ok", "ok", "drift", "drift", "drift"], done.stderr
+        assert [w["rows"] for w in windows] == [600] * 5 + [599]  # the log ends 6 s before --until
+        [request] = rx.wait_for(1, timeout=30)
+    assert request.path == "/rooms/ml-ops/messages"
+    body = request.json
+    assert body["room"] == "ml-ops"
+    assert body["message"].startswith("@oncall DriftdDatasetDrift is firing for churn: churn: dataset drift")
