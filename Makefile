@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test test-unit bench clean
+.PHONY: install system-deps demo lint test test-unit bench clean
 
 PLUGIN := tests/plugins/driftd_testplugin
 
@@ -25,10 +25,16 @@ system-deps:
 demo: install
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/driftd demo --dir .demo
 
-test: install system-deps
+# The gate before any test: lint (ruff), types (mypy) and the import contracts (import-linter).
+lint: install
+	$(BIN)/ruff check monitor retrain bench tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+test: install system-deps lint
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest -q -p no:cacheprovider
 
-test-unit: install
+test-unit: install lint
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest -q -m "not integration"
 
 bench: install

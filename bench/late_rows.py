@@ -35,7 +35,7 @@ from monitor.late import decode, key_hashes  # noqa: E402
 from monitor.results import CheckStatus  # noqa: E402
 from monitor.state import seen_keys  # noqa: E402
 from tests.support.daemon import PG_URL, PredictionTable  # noqa: E402
-from tests.support.data import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
+from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
 
 
 def config(directory: Path, table: str, lookback: str, every: float):

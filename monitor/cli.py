@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor import __version__
+from monitor.clock import utc
 from monitor.config import ConfigError, load_config
 from monitor.exits import FAILURE, OK, USAGE, Failure
 
@@ -27,7 +28,7 @@ def _timestamp(text: str) -> datetime:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is neither an ISO-8601 time (e.g. 2026-11-27T10:00:00Z) nor a duration back from now (e.g. 7d, 12h)"
             ) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return utc(value)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -378,8 +378,7 @@ class ModelConfig(Strict):
     def method_for(self, column: str) -> Method:
         if column in self.drift.columns:
             return self.drift.columns[column]
-        kind = "categorical" if column in self.columns.categorical else "numerical"
-        return getattr(self.drift, kind)
+        return self.drift.categorical if column in self.columns.categorical else self.drift.numerical
 
     @model_validator(mode="after")
     def _overrides_name_features(self) -> "ModelConfig":

@@ -29,6 +29,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from monitor.clock import utc_series
 from monitor.config import Columns
 from monitor.results import Watermark
 from monitor.sources.base import Source, WindowQuery
@@ -84,7 +85,7 @@ def nanoseconds(stamps: pd.Series) -> np.ndarray:
     datetime64[ns, UTC] already; anything else is converted)."""
     series = pd.Series(stamps)
     if series.dtype != _UTC_NS:
-        series = (series.dt.tz_localize("UTC") if series.dt.tz is None else series).dt.tz_convert("UTC").dt.as_unit("ns")
+        series = utc_series(series)
     return series.array.asi8
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from monitor.exits import USAGE, Failure
+from monitor.redact import mask, url_secrets
 from monitor.output import say
 
 SAMPLE_ROWS = 10_000
@@ -170,9 +171,7 @@ def _sample_sql(url: str, table: str | None, query: str | None, schema: str | No
         with engine.connect() as conn:
             return pd.read_sql(sa.select(sa.literal_column("*")).select_from(source).limit(rows), conn)
     except Exception as exc:
-        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        if parsed.password:
-            detail = detail.replace(parsed.password, "***")
+        detail = mask(" ".join(str(getattr(exc, "orig", None) or exc).split()), (*url_secrets(url), parsed.password))
         raise InitError(f"cannot read a sample from {shown}: {detail}") from None
     finally:
         engine.dispose()

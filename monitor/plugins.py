@@ -123,7 +123,7 @@ class Registry(Generic[T]):
         return found
 
 
-def _checked(loaded: Any, where: str) -> Any:
+def _checked(loaded: object, where: str) -> type[Any]:
     """`loaded` when it is a class with a pydantic `config_model`; PluginError otherwise."""
     from pydantic import BaseModel
 

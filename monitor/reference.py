@@ -19,6 +19,7 @@ import pandas as pd
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
+from monitor.tables import ReferenceError, read_table  # noqa: F401 - re-exported: callers catch it from here
 
 if TYPE_CHECKING:
     from monitor.attribution import Attribution
@@ -26,27 +27,6 @@ if TYPE_CHECKING:
     from retrain.registry import Champion
 
 log = logging.getLogger("driftd.reference")
-
-
-class ReferenceError(Exception):
-    """No usable reference; the message says where driftd looked and what to do."""
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a reference file: Parquet, CSV or JSON lines, by extension."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            return pd.read_json(path, lines=True)
-    except FileNotFoundError:
-        raise ReferenceError(f"reference file {path} does not exist") from None
-    except Exception as exc:  # pyarrow/pandas raise many types for a corrupt file
-        raise ReferenceError(f"cannot read reference file {path}: {exc}") from None
-    raise ReferenceError(f"reference file {path}: unknown format {suffix!r} (use .parquet, .csv or .jsonl)")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import Config, ModelConfig
+from monitor.tables import ReferenceError
+from monitor.tables import read_table as read_reference
 from retrain.evaluate import Gate
 from retrain.tracking import TrackingError, connect, describe, ensure_experiment, is_missing, mask
 
@@ -184,8 +186,6 @@ def _reference_file(model: ModelConfig) -> tuple[pd.DataFrame, str]:
 
 def read_table(path: Path) -> pd.DataFrame:
     """A reference file (Parquet, CSV, JSON lines) as a frame, or a RegistryError naming the file."""
-    from monitor.reference import ReferenceError, read_table as read_reference
-
     try:
         return read_reference(path)
     except ReferenceError as exc:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from monitor.exits import FAILURE, OK
-from monitor.config import Config, ModelConfig, load_config
+from monitor.config import Config, ModelConfig, SqlSource, load_config
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config
 from monitor.demo.serving import Serving
@@ -55,6 +55,7 @@ class DemoRun:
         baseline = register_baseline_model(config, model)
         say(f"      {model.mlflow_name} version {baseline.version} is @champion "
             f"(holdout accuracy {baseline.score:.3f}, {baseline.reference_rows} reference rows)")
+        assert isinstance(model.source, SqlSource)  # the demo's scenario writes its logs to SQL
         tables = create_tables(model.source.resolved_url())
         serving = Serving(config, model)
         serving.refresh()

@@ -26,6 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from monitor.clock import utc_timestamp
 from monitor.config import Columns, FilesSource
 from monitor.sources.base import Source, SourceError, WindowQuery
 
@@ -343,8 +344,7 @@ def _ts_literal(value: datetime, kind: pa.TimestampType) -> tuple[pa.Scalar, boo
 
     For an integer-valued column, ts > x <=> ts > floor(x) and ts <= x <=> ts <= floor(x),
     so flooring keeps the window exact even when `until` is finer than the stored unit."""
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    stamp = utc_timestamp(value)
     floored = stamp.floor(kind.unit) if kind.unit != "ns" else stamp
     if kind.tz is None:
         floored = floored.tz_convert(None)

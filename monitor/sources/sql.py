@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from monitor.clock import utc_timestamp
 from monitor.config import Columns, SqlSource
 from monitor.redact import mask, url_secrets
 from monitor.sources.base import Source, SourceError, WindowQuery
@@ -188,7 +189,7 @@ class SqlLogSource(Source):
         return SourceError(f"reading {self.where} failed: {self._scrub(exc)}", kind="read")
 
     def _bind_time(self, conn: Connection, value: datetime, name: str) -> sa.BindParameter[Any]:
-        stamp = _utc(value).floor("us")  # no database here stores finer than microseconds
+        stamp = utc_timestamp(value).floor("us")  # no database here stores finer than microseconds
         if conn.dialect.name == "sqlite":
             return sa.bindparam(name, self._sqlite_formatter(conn)(stamp))
         return sa.bindparam(name, stamp.to_pydatetime())
@@ -225,11 +226,6 @@ class SqlLogSource(Source):
 def _plain(value: Any) -> Any:
     """numpy scalars to Python ones: DB drivers adapt int, not numpy.int64."""
     return value.item() if hasattr(value, "item") else value
-
-
-def _utc(value: datetime) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _sqlite_format_of(sample: Any, column: str, where: str) -> Callable[[pd.Timestamp], str]:
