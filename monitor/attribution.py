@@ -27,8 +27,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from numbers import Number
 
+import numpy as np
 import pandas as pd
 
 from monitor.config import ModelConfig
@@ -50,7 +50,7 @@ def version_label(value: object) -> str:
     """A logged version as the registry names it: 2, 2.0 and "2" are all "2"."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return UNKNOWN
-    if isinstance(value, Number) and float(value).is_integer():
+    if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
         return str(int(value))
     text = str(value).strip()
     return text or UNKNOWN

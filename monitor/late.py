@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,9 @@ def seen_block(frame: pd.DataFrame, columns: Columns, watermark: Watermark, audi
     return Seen(audit_from_ns=start_ns, min_ts_ns=low, max_ts_ns=high, hashes=hashes)
 
 
-def _plain(value: object) -> object:
-    return value.item() if hasattr(value, "item") else value
+def _plain(value: Any) -> str | int:
+    plain: str | int = value.item() if hasattr(value, "item") else value
+    return plain
 
 
 def audit_start(audit: Audit, window_start: datetime | None) -> pd.Timestamp | None:

@@ -46,8 +46,8 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "model": record.model,
-            "check_id": record.check_id,
+            "model": getattr(record, "model", "-"),  # set by _ContextFilter
+            "check_id": getattr(record, "check_id", "-"),
             "msg": mask(record.getMessage()),
         }
         if record.exc_info:

@@ -138,7 +138,8 @@ def _read_file(path: Path, rows: int) -> pd.DataFrame:
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path)
-            groups, have = [], 0
+            groups: list[int] = []
+            have = 0
             for index in reversed(range(parquet.num_row_groups)):  # the file's newest rows, without reading it all
                 groups.insert(0, index)
                 have += parquet.metadata.row_group(index).num_rows
@@ -164,10 +165,10 @@ def _sample_sql(url: str, table: str | None, query: str | None, schema: str | No
         parsed = make_url(url)
     except Exception:
         raise _usage("--sql-url is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host:5432/db)") from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = mask(parsed.render_as_string(hide_password=False), url_secrets(url))
     engine = sa.create_engine(parsed)
     try:
-        source = sa.table(table, schema=schema) if table else sa.text(query.rstrip().rstrip(";")).columns().subquery("src")
+        source = sa.table(table, schema=schema) if table else sa.text((query or "").rstrip().rstrip(";")).columns().subquery("src")
         with engine.connect() as conn:
             return pd.read_sql(sa.select(sa.literal_column("*")).select_from(source).limit(rows), conn)
     except Exception as exc:
@@ -373,7 +374,8 @@ def _shown(request: Request) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        url = make_url(request.sql_url or "").render_as_string(hide_password=True)
+        text = request.sql_url or ""
+        url = mask(make_url(text).render_as_string(hide_password=False), url_secrets(text))
     except Exception:
         url = "the database"
     return f"{request.table or 'the query'} at {url}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from monitor.statuses import CheckStatus
+from monitor.statuses import CheckStatus as CheckStatus  # re-exported: results carry it
 
 
 @dataclass(frozen=True, order=True)

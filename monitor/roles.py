@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+
+_Name = TypeVar("_Name", str, str | None)  # a required role's column is a str, an optional one's may be None
 
 SMALL_INT_LEVELS = 10  # a non-negative integer column with at most this many values reads as a code
 TEXT_LEVELS = 50  # more distinct text values than this (and most rows distinct): free text or an id
@@ -74,7 +77,7 @@ def infer_roles(sample: pd.DataFrame, evidence: Evidence = Evidence()) -> Roles:
     choices: dict[str, Choice] = {}
     taken: set[str] = set(evidence.model_columns or ())
 
-    def choose(role: str, column: str | None, reason: str) -> str | None:
+    def choose(role: str, column: _Name, reason: str) -> _Name:
         if column is not None:
             choices[column] = Choice(column, role, reason)
             taken.add(column)
@@ -86,9 +89,8 @@ def infer_roles(sample: pd.DataFrame, evidence: Evidence = Evidence()) -> Roles:
     task, task_reason = _task(sample[prediction], evidence)
     probability = choose("probability", *_probability(sample, evidence, taken, prediction, task))
     target = choose("target", *_target(sample, evidence, taken))
-    if None in (ts, ident, prediction):
-        raise AssertionError("required roles are always chosen or raise")
-    numerical, categorical = [], []
+    numerical: list[str] = []
+    categorical: list[str] = []
     for column in sample.columns:
         if column in choices:
             continue

@@ -88,8 +88,8 @@ def paired_gain(metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, con
     if n == 0:
         raise ValueError("no labelled rows to compare the two models on")
     moments = np.stack([ta, tb, ta * ta, tb * tb, ta * tb], axis=1)  # (n, 5)
-    estimate, se = _gain_and_se(metric, moments.mean(axis=0, keepdims=True), n)
-    estimate, se = float(estimate[0]), float(se[0])
+    estimates, ses = _gain_and_se(metric, moments.mean(axis=0, keepdims=True), n)
+    estimate, se = float(estimates[0]), float(ses[0])
     if se == 0:  # the two models agree on every row's term: nothing to resample
         return Gain(metric, estimate, estimate, estimate, confidence, n)
     rows, counts = np.unique(moments, axis=0, return_counts=True)

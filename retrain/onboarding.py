@@ -57,6 +57,7 @@ def load_estimator(*, path: Path | None = None, uri: str | None = None) -> Any:
             ) from None
         where = str(path)
     else:
+        assert uri is not None  # exactly one of path and uri, checked above
         import mlflow
 
         try:
@@ -79,7 +80,8 @@ def model_inputs(estimator: Any) -> ModelInputs:
     names = tuple(str(n) for n in names) if names is not None else None
     first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
     selects = isinstance(first, ColumnTransformer)
-    required, categorical = names, ()
+    required = names
+    categorical: tuple[str, ...] = ()
     if selects and hasattr(first, "transformers_") and names is not None:
         used: list[str] = []
         encoded: list[str] = []

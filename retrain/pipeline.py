@@ -302,7 +302,7 @@ class _Retrain:
         result, cols = self.compression, self.model.columns
         if result is None:
             return []
-        found = []
+        found: list[Any] = []
         for variant, graph in ((result.chosen, result.onnx_model), (result.lossless, result.lossless_model)):
             if variant is not None and graph is not None and variant.name not in [s.name for s in found]:
                 labels, proba = onnx_predict(graph, holdout, cols.numerical, cols.categorical)

@@ -118,8 +118,10 @@ class Candidate:
 
     @property
     def variant(self) -> str:
-        chosen = getattr(self.compression, "chosen", None)
-        return chosen.name if chosen is not None and self.compression.onnx_model is not None else "none"
+        compression = self.compression
+        if compression is None or compression.chosen is None or compression.onnx_model is None:
+            return "none"
+        return str(compression.chosen.name)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def load_reference(config: Config, model: ModelConfig, version: str | None = Non
         raise RegistryError(f"cannot read {name!r} version {version} from the registry: {describe(exc)}") from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, tmp)
+            path = client.download_artifacts(mv.run_id or "", REFERENCE_ARTIFACT, tmp)  # no run: fails like a missing artifact
         except Exception as exc:
             if model.reference is not None:
                 log.warning("%s version %s has no %s (%s); using %s", name, version, REFERENCE_ARTIFACT, describe(exc), model.reference)
@@ -207,7 +209,7 @@ def _as_champion(name: str, version: ModelVersion) -> Champion:
     return Champion(
         name=name,
         version=str(version.version),
-        run_id=version.run_id,
+        run_id=version.run_id or "",  # a registered version always has one; "" fails its download clearly
         model_uri=f"models:/{name}/{version.version}",
         sklearn_model_uri=tags.get("driftd.sklearn_model_uri"),
         primary_metric=tags.get("driftd.primary_metric"),
@@ -456,7 +458,7 @@ def version_tags(candidate: Candidate, sklearn_model_uri: str) -> dict[str, str]
         "driftd.sklearn_model_uri": sklearn_model_uri,
         OUTCOME_TAG: "pending",  # until promoted, rejected or failed
     }
-    if candidate.variant != "none":
+    if candidate.variant != "none" and candidate.compression is not None:
         tags["driftd.onnx_opset"] = str(candidate.compression.target_opset)
     tags.update({f"driftd.gate.{g.name}": g.tag for g in candidate.gates})
     tags.update(candidate.tags)
@@ -502,7 +504,7 @@ def _ensure_registered_model(client: MlflowClient, model: ModelConfig) -> None:
 def predictions(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """What the serving variant of `candidate` predicts for `frame`: labels/values and probabilities."""
     cols = model.columns
-    if candidate.variant != "none":
+    if candidate.variant != "none" and candidate.compression is not None:
         from retrain.compress import onnx_predict
 
         return onnx_predict(candidate.compression.onnx_model, frame, cols.numerical, cols.categorical)

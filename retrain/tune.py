@@ -21,7 +21,7 @@ MAX_TRIALS = 8
 BUDGET_SECONDS = 300.0
 
 # Values worth trying per estimator family; keys are the final estimator's class name.
-_FOREST = {"n_estimators": [50, 100, 200], "max_depth": [None, 8, 12, 16], "min_samples_leaf": [1, 2, 5, 10], "max_features": ["sqrt", 0.5]}
+_FOREST: dict[str, list[Any]] = {"n_estimators": [50, 100, 200], "max_depth": [None, 8, 12, 16], "min_samples_leaf": [1, 2, 5, 10], "max_features": ["sqrt", 0.5]}
 SPACES: dict[str, dict[str, list[Any]]] = {
     "RandomForestClassifier": _FOREST,
     "RandomForestRegressor": _FOREST,

@@ -151,7 +151,7 @@ class SqlLogSource(Source):
             ) from None
 
     def _selectable(self, names: Sequence[str]) -> sa.FromClause:
-        cols = [sa.column(n) for n in names]
+        cols: list[sa.ColumnClause[Any]] = [sa.column(n) for n in names]
         if self._table is not None:
             return sa.table(self._table, *cols, schema=self._schema)
         assert self._query is not None
@@ -168,7 +168,7 @@ class SqlLogSource(Source):
         """Turn a failed read into the user's problem: a missing table or column, or the DB's words."""
         if exc.connection_invalidated:
             return SourceError(f"lost the connection to {self._shown}: {self._scrub(exc)}", kind="unreachable")
-        probe = sa.select(sa.literal_column("*")).select_from(self._selectable([])).limit(0)
+        probe: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(self._selectable([])).limit(0)
         try:
             present = list(conn.execute(probe).keys())
         except DBAPIError as probe_exc:
