@@ -116,3 +116,14 @@ def test_log_lines_are_masked_whatever_logs_them(capsys):
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+def test_secret_urls_are_shown_by_their_host_only() -> None:
+    from monitor.redact import host, origin, url_parts
+
+    slack = "https://hooks.slack.com/services/T0/B0/xoxb-secret"
+    assert host(slack) == "hooks.slack.com" and host("http://u:pw@127.0.0.1:9093/x") == "127.0.0.1:9093"
+    assert origin(slack) == "https://hooks.slack.com/***" and host("not a url") == "unknown"
+    body = "invalid_token for /services/T0/B0/xoxb-secret (user u:pw)"
+    assert mask(body, url_parts(slack)) == "invalid_token for *** (user u:pw)"
+    assert "pw" not in mask("auth u:pw failed", url_parts("https://u:pw@h/x"))
