@@ -123,4 +123,4 @@ def test_backfill_reads_a_plugin_source_and_alerts_through_a_plugin_channel(tmp_
     assert request.path == "/rooms/ml-ops/messages"
     body = request.json
     assert body["room"] == "ml-ops"
-    assert body["message"].startswith("@oncall DriftdDatasetDrift is firing for churn: churn: dataset drift")
+    assert body["message"].startswith("@oncall DriftdDatasetDrift is firing for churn: ") and "x1" in body["message"]
