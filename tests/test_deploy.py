@@ -449,9 +449,9 @@ def test_alertmanager_inhibits_model_alerts_while_driftd_is_down(tmp_path):
 def test_promstack_reports_a_failed_start_with_the_servers_log(tmp_path):
     bad = tmp_path / "bad.rules.yml"
     bad.write_text("groups: [{name: bad, rules: [{alert: A, expr: 'sum(('}]}]\n")
-    with pytest.raises(RuntimeError, match=r"(?s)prometheus did not become ready.*exited with 1.*unclosed left parenthesis"):
-        with start_prometheus([], [bad], None, tmp_path):
-            pass
+    with (pytest.raises(RuntimeError, match=r"(?s)prometheus did not become ready.*exited with 1.*unclosed left parenthesis"),
+          start_prometheus([], [bad], None, tmp_path)):
+        pass
 
 
 # --- the shipped driftd configurations ------------------------------------------------------

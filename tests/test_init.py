@@ -105,7 +105,7 @@ def test_init_writes_a_commented_config_that_validates_and_refuses_to_overwrite(
     text = (tmp_path / "conf" / "driftd.yaml").read_text()
     assert "# a datetime column" in text and "training_window: 14d" in text
     written = yaml.safe_load(text)["defaults"]
-    for section, fields in Defaults.model_fields.items():  # every key of the reference, at its default
+    for section in Defaults.model_fields:  # every key of the reference, at its default
         value = getattr(Defaults(), section)
         assert section in written and (set(written[section]) == set(type(value).model_fields) or section == "schedule")
     config = load_config(tmp_path / "conf" / "driftd.yaml")

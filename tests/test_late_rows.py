@@ -331,7 +331,7 @@ def test_the_bookkeeping_commits_with_the_watermark_or_not_at_all(tmp_path):
     # A failing write (a naive watermark is refused) leaves neither check, watermark nor keys.
     bad = CheckResult(check_id=uuid.uuid4().hex, model=MODEL, status=CheckStatus.OK, started_at=at, window_start=at,
                       window_end=at, rows=2, watermark=Watermark(at.replace(tzinfo=None) + timedelta(hours=1), 3))
-    with pytest.raises(Exception):
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         store.record_check(bad, Seen(0, 3, 4, np.array([3, 4], dtype=np.uint64)))
     assert store.seen_rows(MODEL) == 2 and store.watermark(MODEL).id == 2 and len(store.recent_checks(MODEL, 10)) == 1
     store.record_check(first, seen)  # a retried tick records nothing twice

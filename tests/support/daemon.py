@@ -104,7 +104,7 @@ class DriftdProcess:
         self.lines: list[str] = []
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "DriftdProcess":
+    def start(self) -> DriftdProcess:
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}
         self.proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "-c", str(self.config)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -151,7 +151,7 @@ class DriftdProcess:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"driftd did not stop within {timeout}s of SIGTERM")
+                raise AssertionError(f"driftd did not stop within {timeout}s of SIGTERM") from None
         return self.proc.returncode
 
     def output(self) -> str:
