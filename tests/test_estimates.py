@@ -252,6 +252,24 @@ def test_the_calibrator_is_logged_with_each_version_and_follows_a_promotion(tmp_
     assert after.signals.estimator.to_bytes() != before  # the new version's own calibration
 
 
+def test_a_retrain_carries_a_calibrator_so_the_new_champion_is_estimated_from_its_first_window(tmp_path: Path):
+    from retrain import run_retrain
+    from tests.test_retrain import NOW as RETRAIN_NOW, TRIGGER, make_world
+
+    world = make_world(tmp_path)
+    references = References(world.config)
+    assert references.get(world.model).signals.estimator_from == "artifact"
+    outcome = run_retrain(world.config, world.model, TRIGGER, now=RETRAIN_NOW)
+    assert outcome.outcome == "promoted", outcome.reason
+    loaded = references.get(world.model)
+    assert loaded.champion.version == outcome.version == "2"
+    signals = loaded.signals
+    assert signals.estimator_from == "artifact" and signals.estimator.kind == "cbpe"
+    # calibrated on the retrain's validation + holdout rows (40 % of the 4,000 labelled rows), not its training rows
+    assert signals.estimator.reference_rows == 1600
+    assert signals.estimator.reference_quality["accuracy"] == pytest.approx(loaded.champion.validation_score, abs=0.05)
+
+
 def test_a_stored_estimator_for_other_columns_is_refitted_from_the_reference(tmp_path: Path):
     frame = with_predictions(train_baseline(make_loans(2000, seed=1), "logistic"), make_loans(2000, seed=2))
     model = model_config("loans", tmp_path / "*.parquet")
