@@ -240,14 +240,22 @@ def _label_free(signals: Signals, model: ModelConfig, frame: pd.DataFrame, sampl
     multivariate test; what could not be computed is named in the details, never fatal."""
     from monitor import estimates
 
-    estimated, note_estimate = estimates.estimate(signals, model, sample, labelled, seed)
-    gaps, note_errors = estimates.errors(signals, model, labelled, seed)
-    found, note_multivariate = estimates.multivariate(signals, model, frame, seed)
-    notes = {"estimation_error": n for n in (note_estimate, note_errors) if n}
-    if signals.estimator is None and signals.estimator_note:
-        notes["estimation_error"] = signals.estimator_note
+    def guarded(what: str, compute: Any, empty: Any) -> tuple[Any, str | None]:
+        try:
+            return compute()
+        except Exception as exc:  # an optional signal never fails the drift verdict
+            log.exception("%s failed for %s", what, model.name)
+            return empty, f"{what} failed: {type(exc).__name__}: {exc}"
+
+    estimated, note_estimate = guarded("quality estimate", lambda: estimates.estimate(signals, model, sample, labelled, seed), None)
+    gaps, note_errors = guarded("estimation error", lambda: estimates.errors(signals, model, labelled, seed), ())
+    found, note_multivariate = guarded("multivariate test", lambda: estimates.multivariate(signals, model, frame, seed), None)
+    notes = {}
+    estimation = [n for n in (signals.estimator_note if signals.estimator is None else None, note_estimate, note_errors) if n]
+    if estimation:
+        notes["estimation_error"] = mask("; ".join(estimation))
     if note_multivariate or signals.domain_note:
-        notes["multivariate_error"] = note_multivariate or signals.domain_note or ""
+        notes["multivariate_error"] = mask(note_multivariate or signals.domain_note or "")
     return {"estimated": estimated, "estimation_errors": gaps, "multivariate": found}, notes
 
 
