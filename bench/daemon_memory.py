@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import load_config  # noqa: E402
 from monitor.daemon import Daemon  # noqa: E402
-from monitor.logs import setup_logging  # noqa: E402
 from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, predictions  # noqa: E402
+from monitor.logs import setup_logging  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -38,9 +38,10 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,7 @@ class Squared:
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "Squared":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Squared:
         self.model.fit(x, y)
         return self
 
@@ -436,7 +437,7 @@ def mixed_rows(n: int, rng: np.random.Generator) -> pd.DataFrame:
     for suffix in ("", "_b"):
         data["normal" + suffix] = rng.normal(size=n)
         data["lognormal" + suffix] = rng.lognormal(0, 1, n)
-        data["poisson" + ("2" if not suffix else suffix)] = rng.poisson(2, n).astype(float)
+        data["poisson" + (suffix or "2")] = rng.poisson(2, n).astype(float)
         data["level3" + suffix] = rng.choice(np.array(["a", "b", "c"], dtype=object), n, p=[0.6, 0.3, 0.1])
         data["zipf50" + suffix] = np.array([f"k{i}" for i in range(50)], dtype=object)[rng.choice(50, n, p=zipf)]
     data["zero_inflated"] = np.where(rng.random(n) < 0.8, 0.0, rng.exponential(3, n))
@@ -696,9 +697,9 @@ def main() -> None:
         "dle": lambda: section_dle(args.seeds),
         "concept": lambda: section_concept(args.seeds),
         "flip": lambda: section_flip(max(args.seeds, 10)),
-        "null": lambda: section_null(args.null_windows, [l for l in learners if l != "hgb_axis"]),
+        "null": lambda: section_null(args.null_windows, [name for name in learners if name != "hgb_axis"]),
         "wired": lambda: section_wired(max(args.seeds, 10)),
-        "pool": lambda: section_pool(75, [l for l in learners if l != "hgb_axis"]),
+        "pool": lambda: section_pool(75, [name for name in learners if name != "hgb_axis"]),
         "power": lambda: section_power(args.power_windows, learners),
         "cost": lambda: section_cost(learners),
     }

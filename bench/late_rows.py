@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import parse_config  # noqa: E402
 from monitor.daemon import Daemon  # noqa: E402
+from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
 from monitor.late import decode, key_hashes  # noqa: E402
 from monitor.results import CheckStatus  # noqa: E402
 from monitor.state import seen_keys  # noqa: E402
 from tests.support.daemon import PG_URL, PredictionTable  # noqa: E402
-from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
 
 
 def config(directory: Path, table: str, lookback: str, every: float):

@@ -61,7 +61,7 @@ class Calibrator:
         return {"kind": self.kind, "x": list(self.x), "y": list(self.y), "slope": self.slope, "intercept": self.intercept}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Calibrator":
+    def from_json(cls, data: dict[str, Any]) -> Calibrator:
         return cls(data["kind"], tuple(data["x"]), tuple(data["y"]), float(data["slope"]), float(data["intercept"]))
 
 

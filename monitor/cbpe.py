@@ -26,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,7 @@ class CBPE(QualityEstimator):
         return json.dumps(data, indent=1).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CBPE":
+    def from_bytes(cls, data: bytes) -> CBPE:
         try:
             raw = json.loads(data)
             if raw.get("kind") != cls.kind or raw.get("format") != _FORMAT:
@@ -147,7 +148,7 @@ class CBPE(QualityEstimator):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _rows(self, frame: pd.DataFrame, *, labels: bool) -> "_Rows":
+    def _rows(self, frame: pd.DataFrame, *, labels: bool) -> _Rows:
         columns = [self.prediction] + ([self.probability] if isinstance(self.probability, str) else [c for _, c in self.probability])
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -157,7 +158,8 @@ class CBPE(QualityEstimator):
         unknown = predicted == -2
         if unknown.any():
             odd = frame[self.prediction][unknown].unique()[:5].tolist()
-            raise EstimatorError(f"predictions {odd} are not among the reference's classes {list(self.classes)}; refit the estimator on a reference that has them")
+            raise EstimatorError(f"predictions {odd} are not among the reference's classes {list(self.classes)}; "
+                                 "refit the estimator on a reference that has them")
         usable = (predicted >= 0) & np.isfinite(scores).all(axis=1)
         _check_probabilities(scores[usable], self.probability)
         if self.target is not None and labels and self.target in frame.columns:
@@ -212,29 +214,33 @@ def fit_cbpe(
     if isinstance(spec, tuple):
         named = set(c for c, _ in spec)
         if len(classes_t) > 2 and named != set(classes_t):
-            raise EstimatorError(f"probability columns name classes {sorted(map(str, named))} but the classes are {list(classes_t)}; map every class to its column")
+            raise EstimatorError(f"probability columns name classes {sorted(map(str, named))} "
+                                 f"but the classes are {list(classes_t)}; map every class to its column")
     mode: Mode = "binary" if len(classes_t) == 2 else ("confidence" if isinstance(spec, str) else "multiclass")
     if mode == "binary" and isinstance(spec, tuple):
-        column = dict(spec).get(classes_t[1])  # one column is enough: P(positive)
-        if column is None:
+        positive = dict(spec).get(classes_t[1])  # one column is enough: P(positive)
+        if positive is None:
             raise EstimatorError(f"probability columns name no column for the positive class {classes_t[1]!r}; map it to P({classes_t[1]!r})")
-        spec = column
+        spec = positive
     draft = CBPE(mode, classes_t, prediction, spec, target, (), classes_t[1] if mode == "binary" else None)
     rows = draft._rows(labelled, labels=True)
     rows = rows.where(rows.truth >= 0)
     if rows.n < 100:
-        raise EstimatorError(f"only {rows.n} reference rows have a known label, a prediction and a probability; CBPE needs at least 100 (thousands for isotonic calibration)")
+        raise EstimatorError(f"only {rows.n} reference rows have a known label, a prediction and a probability; "
+                             "CBPE needs at least 100 (thousands for isotonic calibration)")
     if mode == "binary" and np.all(rows.scores >= 0.5) and (rows.predicted == 0).any():
-        raise EstimatorError(f"probability column {spec!r} looks like the predicted class's confidence (never below 0.5), not P({classes_t[1]!r}); log P({classes_t[1]!r})")
+        raise EstimatorError(f"probability column {spec!r} looks like the predicted class's confidence (never below 0.5), "
+                             f"not P({classes_t[1]!r}); log P({classes_t[1]!r})")
     calibrators = _fit_calibrators(mode, rows, len(classes_t), calibrator)
     rng = np.random.default_rng(seed)
     # the resamples refit the kind chosen on the whole reference
-    resampled = tuple(_fit_calibrators(mode, rows.where(rng.integers(0, rows.n, rows.n)), len(classes_t), [c.kind for c in calibrators]) for _ in range(resamples))
+    kinds = [c.kind for c in calibrators]
+    resampled = tuple(_fit_calibrators(mode, rows.where(rng.integers(0, rows.n, rows.n)), len(classes_t), kinds) for _ in range(resamples))
     fitted = CBPE(mode, classes_t, prediction, spec, target, calibrators, draft.positive, rows.n, {}, resampled)
     return dataclasses.replace(fitted, reference_quality=fitted.realized(labelled))
 
 
-def _fit_calibrators(mode: Mode, rows: "_Rows", classes: int, kinds: CalibratorKind | list[CalibratorKind]) -> tuple[Calibrator, ...]:
+def _fit_calibrators(mode: Mode, rows: _Rows, classes: int, kinds: CalibratorKind | list[CalibratorKind]) -> tuple[Calibrator, ...]:
     kind = (lambda k: kinds) if isinstance(kinds, str) else (lambda k: kinds[k])
     if mode == "binary":
         return (fit_calibrator(rows.scores[:, 0], rows.truth == 1, kind(0)),)
@@ -261,7 +267,7 @@ class _Rows:
     def known(self) -> np.ndarray:
         return self.truth >= 0
 
-    def where(self, keep: np.ndarray) -> "_Rows":
+    def where(self, keep: np.ndarray) -> _Rows:
         return _Rows(self.predicted[keep], self.scores[keep], self.truth[keep], self.skipped)
 
 

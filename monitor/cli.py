@@ -14,7 +14,6 @@ from monitor.config import ConfigError, load_config
 from monitor.exits import FAILURE, OK, USAGE, Failure
 
 
-
 def _timestamp(text: str) -> datetime:
     """An ISO-8601 time (UTC when it has no zone), or a duration back from now (`7d`, `12h`)."""
     from monitor.config import parse_duration

@@ -124,7 +124,7 @@ class DLE(QualityEstimator):
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "DLE":
+    def from_bytes(cls, data: bytes) -> DLE:
         import joblib
         import sklearn
 
@@ -134,7 +134,8 @@ class DLE(QualityEstimator):
             if raw.get("kind") != cls.kind or raw.get("format") != _FORMAT or not isinstance(estimator, cls):
                 raise ValueError(f"kind {raw.get('kind')!r} format {raw.get('format')!r}")
         except Exception as exc:  # unpickling raises anything a corrupt or foreign file provokes
-            raise EstimatorError(f"not a DLE estimator file written by this driftd ({type(exc).__name__}: {exc}); refit it from the version's reference") from None
+            raise EstimatorError(f"not a DLE estimator file written by this driftd ({type(exc).__name__}: {exc}); "
+                                 "refit it from the version's reference") from None
         if estimator.sklearn_version != sklearn.__version__:
             raise EstimatorError(
                 f"the DLE estimator was saved with scikit-learn {estimator.sklearn_version}, this is {sklearn.__version__}; "
@@ -243,7 +244,8 @@ def _kappa(observed: np.ndarray, expected: np.ndarray) -> float:
     return float(np.sum((observed - expected) ** 2) / np.sum(expected**2))
 
 
-def _inputs(frame: pd.DataFrame, numerical: tuple[str, ...], categorical: tuple[str, ...], levels: tuple[tuple[str, ...], ...], prediction: str) -> pd.DataFrame:
+def _inputs(frame: pd.DataFrame, numerical: tuple[str, ...], categorical: tuple[str, ...], levels: tuple[tuple[str, ...], ...],
+            prediction: str) -> pd.DataFrame:
     # positional names: user column names may be anything (spaces, dots, unicode, duplicates of "prediction")
     columns: dict[str, Any] = {}
     for i, c in enumerate(numerical):

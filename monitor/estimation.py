@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -120,7 +121,7 @@ class QualityEstimator(ABC):
 
     @classmethod
     @abstractmethod
-    def from_bytes(cls, data: bytes) -> "QualityEstimator": ...
+    def from_bytes(cls, data: bytes) -> QualityEstimator: ...
 
 
 def estimation_errors(estimator: QualityEstimator, window: pd.DataFrame, *, confidence: float = 0.95, seed: int = 0) -> tuple[EstimationGap, ...]:

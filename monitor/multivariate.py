@@ -42,8 +42,9 @@ import math
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,9 @@ def domain_classifier_test(
     n = len(current)
     if n < MIN_ROWS:
         if cap < MIN_ROWS:
-            raise MultivariateError(f"the reference has {len(reference.matrix)} rows; the multivariate test needs at least {math.ceil(MIN_ROWS / reference_share)} (at most {reference_share:.0%} of it is tested)")
+            raise MultivariateError(f"the reference has {len(reference.matrix)} rows; "
+                                    f"the multivariate test needs at least {math.ceil(MIN_ROWS / reference_share)} "
+                                    f"(at most {reference_share:.0%} of it is tested)")
         raise MultivariateError(f"the window has {n} rows; the multivariate test needs at least {MIN_ROWS}")
     m = min(len(reference.matrix), n)
     baseline = reference.matrix[rng.choice(len(reference.matrix), m, replace=False)]
@@ -192,7 +195,7 @@ class DomainLearner(ABC):
         self.seed = seed
 
     @abstractmethod
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "DomainLearner": ...
+    def fit(self, x: np.ndarray, y: np.ndarray) -> DomainLearner: ...
 
     @abstractmethod
     def score(self, x: np.ndarray) -> np.ndarray: ...
@@ -208,7 +211,7 @@ class GradientBoostingLearner(DomainLearner):
     name = "hgb"
     rotate = True
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "GradientBoostingLearner":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> GradientBoostingLearner:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         if self.rotate and self.n_numerical > 1:
@@ -261,7 +264,7 @@ class LogisticLearner(DomainLearner):
     name = "logistic"
     MAX_ONE_HOT = 20
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "LogisticLearner":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticLearner:
         from sklearn.linear_model import LogisticRegression
 
         numbers = x[:, : self.n_numerical]
@@ -331,7 +334,8 @@ def _split(y: np.ndarray, test_share: float, rng: np.random.Generator) -> tuple[
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _contributions(features: tuple[str, ...], x: np.ndarray, y: np.ndarray, fitted: DomainLearner, auroc: float, rng: np.random.Generator) -> tuple[FeatureContribution, ...]:
+def _contributions(features: tuple[str, ...], x: np.ndarray, y: np.ndarray, fitted: DomainLearner, auroc: float,
+                   rng: np.random.Generator) -> tuple[FeatureContribution, ...]:
     """Held-out AUROC lost when each feature is shuffled among the held-out rows, strongest first."""
     drops = np.zeros(len(features))
     for f in range(len(features)):

@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from monitor.exits import USAGE, Failure
-from monitor.redact import mask, url_secrets
 from monitor.output import say
+from monitor.redact import mask, url_secrets
 
 SAMPLE_ROWS = 10_000
 SOURCE_URL_VAR = "DRIFTD_SOURCE_URL"

@@ -80,7 +80,8 @@ def _classification(scored: pd.DataFrame, model: ModelConfig) -> dict[str, float
     from sklearn import metrics as skm
 
     columns = model.columns
-    y_true, y_pred = comparable_labels(scored[columns.target], scored[columns.prediction], columns.target, columns.prediction)
+    target = columns.target or "target"  # quality is only measured when a target column is configured
+    y_true, y_pred = comparable_labels(scored[target], scored[columns.prediction], target, columns.prediction)
     labels = np.union1d(y_true.unique(), y_pred.unique())
     binary = model.task == "binary_classification"
     if binary and len(labels) > 2:

@@ -61,7 +61,7 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_config(cls, metrics: Metrics, server: ServerConfig, readiness: Readiness | None = None) -> "MetricsServer":
+    def from_config(cls, metrics: Metrics, server: ServerConfig, readiness: Readiness | None = None) -> MetricsServer:
         """Build from the `server` section; the password is read (env or file) here, once."""
         auth = None
         if server.basic_auth is not None:
@@ -84,7 +84,7 @@ class MetricsServer:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://{self._host}:{self.port}"
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         if self._httpd is not None:
             return self
         context = _tls_context(*self._tls) if self._tls else None
@@ -116,7 +116,7 @@ class MetricsServer:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> MetricsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -12,11 +12,11 @@ import dataclasses
 import json
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,9 @@ from sqlalchemy.pool import StaticPool
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import MODEL_NAME_MAX_LENGTH
+from monitor.estimation import Estimate, EstimatedQuality
 from monitor.late import NO_AUDIT, Audit, Seen, decode
 from monitor.redact import mask, url_secrets
-from monitor.estimation import Estimate, EstimatedQuality
 from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
 from monitor.statuses import JobStatus, RetrainOutcome, values
 
@@ -363,9 +363,9 @@ class StateStore:
         self._in_memory = self._is_sqlite and self._engine.url.database in (None, "", ":memory:")
         # SQLite has one writer at a time anyway; serialising in-process turns lock waits
         # into plain queueing and makes the single shared connection of :memory: safe.
-        self._lock: ContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
+        self._lock: AbstractContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
         # Reads need no lock on a file (WAL readers never block), only on :memory:'s one connection.
-        self._read_lock: ContextManager[Any] = self._lock if self._in_memory else nullcontext()
+        self._read_lock: AbstractContextManager[Any] = self._lock if self._in_memory else nullcontext()
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -440,7 +440,7 @@ class StateStore:
     def seen_rows(self, model: str) -> int:
         """Keys the late-row bookkeeping holds for `model` (bounded by the look-back)."""
         with self._tx(write=False) as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(seen_keys.c.rows), 0)).where(seen_keys.c.model == model)).scalar())
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(seen_keys.c.rows), 0)).where(seen_keys.c.model == model)).scalar_one())
 
     def record_check(self, result: CheckResult, seen: Seen | None = None) -> None:
         """Store the check and, if it carries one, its new watermark and the keys it checked

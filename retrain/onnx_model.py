@@ -27,9 +27,9 @@ import onnxruntime as ort
 import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.impute import SimpleImputer
 
 TARGET_OPSET = 17  # ai.onnx domain; onnxruntime >= 1.13 runs it
 ML_OPSET = 3  # ai.onnx.ml domain (skl2onnx emits the lowest version each operator needs)

@@ -53,8 +53,8 @@ def test_demo_detects_the_shift_retrains_and_promotes_a_better_compressed_champi
     assert summary["alert_resolved_at"] is not None and "alert resolved" in run.stdout
     store.close()
 
-    from mlflow import MlflowClient
     import mlflow
+    from mlflow import MlflowClient
 
     uri = f"sqlite:///{directory / 'mlflow.db'}"
     client = MlflowClient(uri, uri)

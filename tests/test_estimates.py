@@ -254,7 +254,8 @@ def test_the_calibrator_is_logged_with_each_version_and_follows_a_promotion(tmp_
 
 def test_a_retrain_carries_a_calibrator_so_the_new_champion_is_estimated_from_its_first_window(tmp_path: Path):
     from retrain import run_retrain
-    from tests.test_retrain import NOW as RETRAIN_NOW, TRIGGER, make_world
+    from tests.test_retrain import NOW as RETRAIN_NOW
+    from tests.test_retrain import TRIGGER, make_world
 
     world = make_world(tmp_path)
     references = References(world.config)

@@ -25,7 +25,17 @@ from retrain.compress import compress
 from retrain.onnx_model import onnx_predict, session
 from retrain.registry import champion, register_baseline
 from tests.support.owndata import (
-    CATEGORICAL, FEATURES, ID, NUMERICAL, PREDICTION, PROBABILITY, TARGET, TIMESTAMP, champion_pipeline, logged, make_rows,
+    CATEGORICAL,
+    FEATURES,
+    ID,
+    NUMERICAL,
+    PREDICTION,
+    PROBABILITY,
+    TARGET,
+    TIMESTAMP,
+    champion_pipeline,
+    logged,
+    make_rows,
 )  # fmt: skip
 
 NOW = datetime(2024, 6, 1, tzinfo=timezone.utc)

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from monitor.config import parse_config
 from monitor.paths import reports_dir, state_dir
-from tests.test_late_rows import make_config, now_ms
 from tests.support.data import predictions
+from tests.test_late_rows import make_config, now_ms
 
 
 def test_reports_go_under_the_sqlite_state_directory_readable_by_driftd_only(tmp_path):

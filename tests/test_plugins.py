@@ -92,7 +92,6 @@ def test_backfill_reads_a_plugin_source_and_alerts_through_a_plugin_channel(tmp_
     """`driftd backfill` (the installed command, the daemon's own cycle and policy) over six hours
     of the plug-in's log, drifting from hour three: the drift alert reaches the plug-in channel."""
     from driftd_testplugin.source import SyntheticConfig, generate
-
     from monitor.config import Columns
 
     reference = generate(SyntheticConfig.model_validate(synthetic(rows=4000, seed=99)), Columns.model_validate(COLUMNS))

@@ -21,15 +21,13 @@ from sklearn.metrics import accuracy_score
 from monitor.config import Config, MLflowConfig, ModelConfig
 from monitor.state import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
-from retrain.data import InsufficientData, load_training_data, split_by_time
 from retrain.bounds import paired_gain
+from retrain.data import InsufficientData, load_training_data, split_by_time
 from retrain.evaluate import Served, gate_compression, improvement_gate
 from retrain.registry import champion, load_reference, register_baseline
 from retrain.tune import tune
 from tests.support.mlflow_server import MlflowServer, mlflow_server
-from tests.support.models import (
-    FEATURES, ID, PREDICTION, TARGET, TIMESTAMP, make_loans, model_config, train_baseline, with_predictions, write_log,
-)  # fmt: skip
+from tests.support.models import FEATURES, ID, PREDICTION, TARGET, TIMESTAMP, make_loans, model_config, train_baseline, with_predictions, write_log  # fmt: skip
 
 NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
 TRIGGER = Trigger("check-42", NOW - timedelta(hours=1), NOW, 0.625, "drift in 3 of the last 4 windows")

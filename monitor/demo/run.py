@@ -8,13 +8,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from monitor.exits import FAILURE, OK
 from monitor.config import Config, ModelConfig, SqlSource, load_config
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config
 from monitor.demo.serving import Serving
 from monitor.demo.sink import AlertSink
 from monitor.demo.summary import Summary, build_summary
+from monitor.exits import FAILURE, OK
 from monitor.logs import setup_logging
 from monitor.output import say
 

@@ -44,7 +44,7 @@ class AlertSink:
             return []
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    def __enter__(self) -> "AlertSink":
+    def __enter__(self) -> AlertSink:
         self._thread.start()
         return self
 

@@ -86,7 +86,7 @@ class Receiver:
                 raise TimeoutError(f"receiver got {seen} of {count} expected requests within {timeout}s")
             time.sleep(0.02)
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -96,7 +96,7 @@ class Receiver:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
