@@ -25,17 +25,7 @@ from monitor.reference import References
 from monitor.results import CheckResult, CheckStatus
 from monitor.state import CheckRecord
 from retrain.registry import ESTIMATOR_ARTIFACTS, champion, register_baseline
-from tests.support.models import (
-    FEATURES,
-    PROBABILITY,
-    START,
-    TARGET,
-    make_loans,
-    model_config,
-    train_baseline,
-    with_predictions,
-    write_log,
-)
+from tests.support.models import FEATURES, PROBABILITY, START, TARGET, make_loans, model_config, train_baseline, with_predictions, write_log
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
 
