@@ -16,8 +16,11 @@ bootstrap), each scored against the reference with the same vectorised statistic
 B = 400 draws cannot reach the p-values a family-wise budget of 0.5% across 20-60 tests
 needs (about 1e-4), so far in the tail a smooth family fitted to the null sample gives the
 p-value (its survival function), in the bulk the empirical exceedance share does:
-- normed Wasserstein: log-normal on the positive scores (times their share); a gamma on the
-  distance itself was anti-conservative in the tail (shared/FACTS.md);
+- normed Wasserstein: log-normal on the positive scores (times their share), matched at their
+  median and 95th percentile. Measured against true null windows (2,100 a cell; normal,
+  lognormal, Poisson, zero-inflated, binary; n = 100, 1,000, 10,000): 0.2-1.7% below a nominal
+  1%, 0-0.24% below 0.1%; fitted by moments it was 1.2-2.3% / up to 0.33%, and rejected
+  nothing for a binary column; gamma on the distance or its square 0.8-2.1% / up to 0.48%;
 - Jensen-Shannon: gamma on the squared distance, which is asymptotically a scaled chi-square
   with (categories - 1) degrees of freedom.
 bench/false_alarms.py measures what this gives: false alerts per 30 days with the default
@@ -39,6 +42,7 @@ MIN_DRAW_ROWS = 16
 MAX_DRAW_ROWS = 10_000
 # Below this many null scores at or above the observed one the empirical share is too coarse.
 _EMPIRICAL_FROM = 20
+_Z95 = float(_stats.norm.ppf(0.95))
 
 Tail = Literal["lognormal", "gamma2"]
 
@@ -64,12 +68,18 @@ def p_value(observed: float, null: np.ndarray, tail: Tail) -> float:
     if exceed >= _EMPIRICAL_FROM or observed <= 0:
         return (1 + exceed) / (len(null) + 1) if observed > 0 else 1.0
     if tail == "lognormal":
+        # Matched at the median and the 95th percentile of the positive scores, not by moments:
+        # a discrete column's many near-zero scores (a binary feature's |share - p|) drag the
+        # moments' log-spread up and the tail with it (measured: no rejection of a binary 10% -> 20%).
         positive = null[null > 0]
-        if len(positive) < 10 or np.std(np.log(positive)) == 0:
+        if len(positive) < 20:
             return (1 + exceed) / (len(null) + 1)
-        logs = np.log(positive)
+        q50, q95 = np.quantile(positive, [0.5, 0.95])
+        if not q95 > q50 > 0:
+            return (1 + exceed) / (len(null) + 1)
+        spread = (np.log(q95) - np.log(q50)) / _Z95
         share = len(positive) / len(null)
-        return float(share * _stats.norm.sf((np.log(observed) - logs.mean()) / logs.std(ddof=1)))
+        return float(share * _stats.norm.sf((np.log(observed) - np.log(q50)) / spread))
     squared = null**2
     mean, var = float(squared.mean()), float(squared.var(ddof=1))
     if mean <= 0 or var <= 0:
