@@ -305,6 +305,10 @@ DRIFTD_METRICS = frozenset({
     "driftd_quality_drop_threshold",
     "driftd_late_rows_total",
     "driftd_null_timestamp_rows",
+    "driftd_feature_p_value",
+    "driftd_feature_missing_share",
+    "driftd_feature_unseen_share",
+    "driftd_alert_firing",
 })
 DRIFTD_HISTOGRAMS = frozenset({"driftd_check_duration_seconds", "driftd_retrain_duration_seconds"})
 # Histograms exist only as their _bucket/_sum/_count series; `up` comes from Prometheus.
