@@ -53,6 +53,11 @@ class NumericalReference:
     last_le: np.ndarray  # last_le[j] = #{reference <= sorted[j]}: a bootstrap draw's count, no search
 
     @property
+    def two_valued(self) -> bool:
+        """Exactly two distinct values (a 0/1 flag): the distance is |share - p| x gap."""
+        return self.rows > 0 and int(self.last_le[0]) < self.rows and int(self.last_le[self.last_le[0]]) == self.rows
+
+    @property
     def rows(self) -> int:
         return len(self.sorted)
 
