@@ -223,3 +223,25 @@ def test_dataset_rule_share_and_extra_hypotheses(tmp_path) -> None:
 def test_reference_too_small_says_how_big_it_must_be(tmp_path) -> None:
     with pytest.raises(DriftError, match=r"has 400 rows; drift tests need at least 500 \(5 x window.min_rows 100\).*at most 80"):
         prepare_reference(frame(400, 1), model(tmp_path), "1")
+
+
+def test_a_retrains_too_small_reference_is_topped_up_from_the_previous_champions(tmp_path) -> None:
+    from monitor.reference import Loaded, References
+    from retrain.registry import Champion
+
+    m = model(tmp_path)
+    config = parse_config({"models": [{"name": "m", "source": {"type": "files", "path": "x/*.parquet"},
+                                       "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction",
+                                                   "numerical": NUM, "categorical": CAT},
+                                       "task": "binary_classification", "window": {"min_rows": 100}}]}, base_dir=tmp_path)
+    old = prepare_reference(frame(2000, 1), m, "3")
+    champion = Champion("m", "4", "run", "models:/m/4", None, "accuracy", 0.9, promoted_over="3")
+    small = frame(300, 2)
+
+    topped = References(config)._topped_up(m, small, champion, Loaded(old, None))
+
+    assert len(topped) == 500  # 5 x min_rows
+    pd.testing.assert_frame_equal(topped.iloc[:300], small)
+    prepare_reference(topped, m, "4")  # now large enough
+    large = frame(600, 2)
+    assert References(config)._topped_up(m, large, champion, Loaded(old, None)) is large
