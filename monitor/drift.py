@@ -1,11 +1,17 @@
-"""Drift statistics of one window against the champion's reference, per Evidently's ValueDrift.
+"""Drift of one window against the champion's reference: calibrated per-feature tests in one family.
 
-Every feature (and the model's output) is compared with the method and threshold the
-configuration pins, so a threshold means the same at every window size. A column's score and
-verdict are what Evidently's `ValueDrift(column, method, threshold)` reports for the same rows:
-they come from the very stattest function ValueDrift calls (evidently's stattest registry), on
-the same cleaned columns, so they are identical (tests/test_drift.py and bench/drift_check.py
-compare them with ValueDrift's own test status).
+Every feature (and the model's output) keeps the score Evidently's `ValueDrift(column, method)`
+reports for the same rows — monitor/stats.py computes Evidently's normed Wasserstein and
+Jensen-Shannon without pandas (tests/test_drift.py and tests/test_stats.py compare them with
+Evidently). The verdict is not a fixed threshold on that score: it is the score's p-value under
+no drift at the window's size (monitor/calibrate.py: bootstrap windows of the reference, a
+fitted tail), and two count tests per feature — missing values (null/NaN/inf) against the
+reference's share, values the reference never held against its resolution (a constant
+reference column gets this novelty test instead of a distance). All tests of the model's
+features form one Benjamini-Hochberg family at `drift.false_alarm_rate`; `drift.min_effect`
+(and a calibrated method's `threshold`) ignore significant but tiny changes. Dataset drift:
+any feature drifted (`drift.dataset_rule: any`) or `dataset_share` of them (`share`).
+Methods other than wasserstein/jensenshannon keep Evidently's fixed threshold (its own stattest).
 
 Why not run `Report([ValueDrift, ...])` on every check: about 60% of ValueDrift's time goes
 into the HTML report (Doane histograms, time-index aggregation, plotly figures) that a check
