@@ -309,6 +309,12 @@ DRIFTD_METRICS = frozenset({
     "driftd_feature_missing_share",
     "driftd_feature_unseen_share",
     "driftd_alert_firing",
+    "driftd_estimated_quality",
+    "driftd_estimated_quality_lower",
+    "driftd_estimated_quality_upper",
+    "driftd_estimation_error",
+    "driftd_multivariate_drift_auroc",
+    "driftd_multivariate_drift_p_value",
 })
 DRIFTD_HISTOGRAMS = frozenset({"driftd_check_duration_seconds", "driftd_retrain_duration_seconds"})
 # Histograms exist only as their _bucket/_sum/_count series; `up` comes from Prometheus.
