@@ -85,7 +85,7 @@ class References:
                 return None
             raise ReferenceError(f"cannot reach the MLflow registry to find {model.mlflow_name!r}@champion: {exc}") from None
 
-    def _from_registry(self, model: ModelConfig, champion: Champion) -> pd.DataFrame:
+    def _from_registry(self, model: ModelConfig, champion: Champion | _Version) -> pd.DataFrame:
         from retrain.registry import load_reference
 
         try:
@@ -128,7 +128,7 @@ class References:
         if len(frame) >= needed:
             return frame
         previous = cached.prepared.frame if cached is not None and cached.prepared.version != champion.version else None
-        source = f"version {cached.prepared.version}" if previous is not None else None
+        source = f"version {cached.prepared.version}" if previous is not None and cached is not None else None
         if previous is None and champion.promoted_over:
             try:
                 previous = validate_reference(self._from_registry(model, _Version(champion.promoted_over)), model)

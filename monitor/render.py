@@ -80,7 +80,8 @@ def verdict(result: CheckResult) -> str:
     if result.status is CheckStatus.DRIFT and result.multivariate and result.multivariate.drifted and not result.drifted_features:
         return f"DRIFT: the joint distribution moved (multivariate AUROC {result.multivariate.auroc:.3f}); no single feature drifted"
     if result.status is CheckStatus.DRIFT:
-        return f"DRIFT: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}): {', '.join(result.drifted_features)}"
+        return (f"DRIFT: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}): "
+                f"{', '.join(result.drifted_features)}")
     if result.status is CheckStatus.OK:
         return f"OK: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}), no dataset drift"
     if result.status is CheckStatus.INSUFFICIENT_DATA:

@@ -28,7 +28,7 @@ class Watermark:
         return {"timestamp": self.timestamp.isoformat(), "id": self.id}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Watermark":
+    def from_json(cls, data: dict[str, Any]) -> Watermark:
         return cls(datetime.fromisoformat(data["timestamp"]), data["id"])
 
 

@@ -81,7 +81,7 @@ def _prefix_at(ref: NumericalReference, k: np.ndarray, frac: np.ndarray) -> np.n
     """N * H(u) for u = (k + frac) / N, H the integral of the centred quantile function."""
     n_ref = ref.rows
     nxt = np.where(k < n_ref, ref.sorted[np.minimum(k, n_ref - 1)] - ref.center, 0.0)
-    return ref.prefix[k] + frac * nxt
+    return np.asarray(ref.prefix[k] + frac * nxt)
 
 
 def _w1_sorted(ref: NumericalReference, x: np.ndarray, below: np.ndarray) -> np.ndarray:
@@ -103,7 +103,7 @@ def _w1_sorted(ref: NumericalReference, x: np.ndarray, below: np.ndarray) -> np.
     xc = x - ref.center
     # N * integral over [a, b] of |x - Q(u)| du, with Q <= x up to c and > x after
     total = xc * (c_n - i * big_n / n) - (hc - ha) + (hb - hc) - xc * ((i + 1) * big_n / n - c_n)
-    return total.sum(axis=-1) / big_n
+    return np.asarray(total.sum(axis=-1) / big_n)
 
 
 def wasserstein(ref: NumericalReference, window: np.ndarray) -> float:
@@ -170,7 +170,7 @@ def _js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         left = np.where(p > 0, p * np.log(p / m), 0.0)
         right = np.where(q > 0, q * np.log(q / m), 0.0)
-    return np.sqrt(np.maximum(left.sum(axis=-1) + right.sum(axis=-1), 0.0) / 2.0)
+    return np.asarray(np.sqrt(np.maximum(left.sum(axis=-1) + right.sum(axis=-1), 0.0) / 2.0))
 
 
 @dataclass(frozen=True)

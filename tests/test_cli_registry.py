@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
 from datetime import datetime, timezone
 
 import yaml
 
 from monitor.config import load_config
-from monitor.reference import References
 from monitor.demo.world import CATEGORICAL, FEATURES, NUMERICAL, TARGET, make_loans, train_baseline, with_predictions
+from monitor.reference import References
 from retrain.registry import champion, register_baseline
 
 

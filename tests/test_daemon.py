@@ -126,7 +126,7 @@ def test_kill_minus_nine_mid_check_never_loses_or_double_counts_a_window(tmp_pat
             wait_for(lambda: sum(c.rows for c in _checks(tmp_path) if c.status in ("ok", "drift")) >= table.appended, timeout=120)
         except TimeoutError:
             history = [(c.status.value, c.rows, c.message) for c in _checks(tmp_path)]
-            raise AssertionError(f"appended {table.appended}; checks {history}; log tail:\n" + "\n".join(driftd.lines[-30:]))
+            raise AssertionError(f"appended {table.appended}; checks {history}; log tail:\n" + "\n".join(driftd.lines[-30:])) from None
         counted = sum(c.rows for c in _checks(tmp_path) if c.status in ("ok", "drift"))
         assert counted == table.appended
         driftd.stop()

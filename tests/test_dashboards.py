@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.promstack import (
-    ALLOWED_SERIES,
-    annotation_queries,
-    panel_queries,
-    promql_metric_names,
-    walk_panels,
-)
+from tests.support.promstack import ALLOWED_SERIES, annotation_queries, panel_queries, promql_metric_names, walk_panels
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "dashboards"

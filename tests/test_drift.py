@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.config import ConfigError
-
-from monitor.config import ModelConfig, parse_config
+from monitor.config import ConfigError, ModelConfig, parse_config
 from monitor.drift import DriftError, check_drift, prepare_reference, save_report_html
 from monitor.sample import sample_rows
 

@@ -9,12 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.multivariate import (
-    MultivariateError,
-    domain_classifier_test,
-    prepare_domain_reference,
-    reference_vs_reference,
-)
+from monitor.multivariate import MultivariateError, domain_classifier_test, prepare_domain_reference, reference_vs_reference
 
 # odd names on purpose
 NUM = ["f 0", "f.1", "2f", "größe", "f4", "f5"]

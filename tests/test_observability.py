@@ -22,15 +22,7 @@ from monitor.demo.baseline import register_baseline_model
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config
 from monitor.demo.serving import Serving
-from tests.support.promstack import (
-    free_port,
-    panel_queries,
-    promql_metric_names,
-    query,
-    start_alertmanager,
-    start_prometheus_with,
-    wait_for,
-)
+from tests.support.promstack import free_port, panel_queries, promql_metric_names, query, start_alertmanager, start_prometheus_with, wait_for
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
