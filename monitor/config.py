@@ -309,6 +309,8 @@ class RetrainOptions(Strict):
     # variant at exactly the loss budget passed the 95% bound in up to 23% (100 rows) / 9%
     # (200) of holdouts, 4-7% from 500 rows on (bench/gates.py, part 2).
     min_holdout_rows: int = Field(default=500, ge=1)
+    # Threads a retrain trains on (estimators with n_jobs, OpenMP ones); unset: every core the process may use.
+    n_jobs: int | None = Field(default=None, ge=1)
     enabled: bool = True
 
 
