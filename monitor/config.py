@@ -439,10 +439,20 @@ class Defaults(Strict):
     retrain: RetrainOptions = RetrainOptions()
 
 
+class DaemonOptions(Strict):
+    """How `driftd run` schedules checks (monitor.scheduler)."""
+
+    workers: int | None = Field(default=None, ge=1, description="checks at once; unset: two per core the process may use")
+    jitter: float = Field(default=0.05, ge=0, le=1, description="share of the interval a run may be delayed by (seeded)")
+    stagger: float = Field(default=0.5, ge=0, le=1, description="share of the interval first runs are spread over")
+    seed: int = 0
+
+
 class Config(Strict):
     state_url: str = "sqlite:///driftd-state.db"
     mlflow: MLflowConfig = MLflowConfig()
     server: Server = Server()
+    daemon: DaemonOptions = DaemonOptions()
     logging: Logging = Logging()
     alerts: Alerts = Alerts()
     defaults: Defaults = Defaults()

@@ -14,6 +14,7 @@ threads even where the daemon pins them to one. The fitted model keeps the champ
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -55,11 +56,19 @@ def refit(template: Any, train: pd.DataFrame, *, features: list[str], target: st
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    """Cores this process may run on: its CPU affinity (taskset, cpusets), narrowed by a
+    cgroup v2 CPU quota (a Kubernetes `limits.cpu`), which affinity does not show."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def seed_estimator(estimator: Any, seed: int) -> None:
