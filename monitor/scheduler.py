@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class Queue:
         if not 0 <= self.jitter <= 1 or not 0 <= self.stagger <= 1:
             raise ValueError(f"jitter and stagger are shares of the interval within 0..1, got {self.jitter}, {self.stagger}")
         self._random = random.Random(self.seed)
+        self.delays: deque[float] = deque(maxlen=10_000)  # seconds from due to started, latest runs
 
     def add(self, key: str, interval: float, next_fire: NextFire, start: datetime, position: int, count: int) -> Job:
         """Job `position` of `count` first runs `position / count` of the stagger span after `start`."""
@@ -91,6 +93,7 @@ class Queue:
     def take(self, job: Job, now: datetime) -> None:
         """`job` starts now: schedule its next run (the next fire time after now, jittered)."""
         job.running, job.runs, job.last_started = True, job.runs + 1, now
+        self.delays.append((now - job.due).total_seconds())
         base = job.next_fire(job.base_due)
         while base <= now:  # overran: one run next, not one per missed fire time
             base = job.next_fire(base)
