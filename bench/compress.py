@@ -68,6 +68,7 @@ def size(n: int) -> str:
 
 def gated(result, holdout: pd.DataFrame, pipe, numerical: list[str], categorical: list[str]):
     """The holdout gate on `compress`'s choice: (served variant or None, gate, refusals)."""
+    result = result.with_lossless()  # the fallback; a retrain builds it only when the chosen variant is refused
     columns = Columns(timestamp="ts", id="id", prediction="prediction", target="y", numerical=numerical, categorical=categorical)
     model = ModelConfig(name="bench", source=FilesSource(type="files", path="unused"), columns=columns,
                         task="binary_classification", retrain=RetrainOptions(max_quality_loss=MAX_LOSS))

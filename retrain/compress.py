@@ -421,22 +421,32 @@ def _batch_ms(call: Callable[[], object], repeats: int = 2) -> float:
 
 
 def _measure_sklearn(estimator: BaseEstimator, rows: _Rows) -> _Reference:
-    pred = estimator.predict(rows.X)
-    proba = estimator.predict_proba(rows.X) if rows.task != "regression" and hasattr(estimator, "predict_proba") else None
+    pred, proba = _predict(estimator, rows)
     singles = [rows.X.iloc[[i]] for i in rows.single]
     p50, p99 = _single_row_ms(lambda k: estimator.predict(singles[k]), len(singles))
     batch = _batch_ms(lambda: estimator.predict(rows.batch))
     size = len(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
     quality = float(bounds.score(rows.metric, rows.y, pred))
-    variant = Variant("sklearn", size, p50, p99, batch, quality, 1.0, True, "uncompressed (pickle size)", 0.0, rows.metric)
+    variant = Variant("sklearn", size, p50, p99, batch, quality, 1.0, True, "uncompressed (pickle size)", 0.0, rows.metric,
+                      native_bytes=size)
     tol = 1e-3 * max(float(np.std(pred)), 1e-9) if rows.task == "regression" else 0.0
     return _Reference(variant, np.asarray(pred), proba, tol)
 
 
 def _native(name: str, model: BaseEstimator, note: str, rows: _Rows) -> _Native:
-    pred = np.asarray(model.predict(rows.X))
-    proba = model.predict_proba(rows.X) if rows.task != "regression" and hasattr(model, "predict_proba") else None
+    pred, proba = _predict(model, rows)
     return _Native(name, model, note, pred, proba, len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _predict(model: BaseEstimator, rows: _Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (or values) and class probabilities on the SELECT rows. A forest classifier's
+    labels are taken from its probabilities exactly as its own `predict` does, which saves
+    a second pass over every tree."""
+    proba = model.predict_proba(rows.X) if rows.task != "regression" and hasattr(model, "predict_proba") else None
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if proba is not None and proba.ndim == 2 and isinstance(final, (RandomForestClassifier, ExtraTreesClassifier)):
+        return final.classes_.take(np.argmax(proba, axis=1), axis=0), proba
+    return np.asarray(model.predict(rows.X)), proba
 
 
 def _score_native(native: _Native, rows: _Rows, ref: _Reference) -> Variant:
@@ -608,22 +618,37 @@ def _nodes(trees: list) -> int:
 
 def _ccp(trees: list, alpha: float) -> list:
     """Minimal cost-complexity pruning of already fitted trees (uses the impurities stored
-    at fit time; sklearn's private DecisionTree._prune_tree)."""
-    pruned = []
-    for tree in trees:
+    at fit time; sklearn's private DecisionTree._prune_tree), one tree per core at a time."""
+
+    def prune(tree):
         tree = copy.deepcopy(tree)
         tree.ccp_alpha = alpha
         tree._prune_tree()
-        pruned.append(tree)
-    return pruned
+        return tree
+
+    return _per_tree(prune, trees)
 
 
 def _member_outputs(forest, trees: list, X) -> np.ndarray:
     """(trees, rows, outputs): class probabilities, or values as a single output."""
     X = X.to_numpy() if isinstance(X, pd.DataFrame) else X  # trees are fitted without names
     if is_classifier(forest):
-        return np.stack([t.predict_proba(X) for t in trees]).astype(np.float32)
-    return np.stack([t.predict(X) for t in trees]).astype(np.float32)[:, :, None]
+        return np.stack(_per_tree(lambda t: t.predict_proba(X), trees)).astype(np.float32)
+    return np.stack(_per_tree(lambda t: t.predict(X), trees)).astype(np.float32)[:, :, None]
+
+
+def _per_tree(function: Callable, trees: list) -> list:
+    """`function` over `trees` in order, on as many threads as there are cores (sklearn's tree
+    code releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from retrain.train import available_cores
+
+    cores = available_cores()
+    if cores == 1 or len(trees) < 2:
+        return [function(t) for t in trees]
+    with ThreadPoolExecutor(cores) as pool:
+        return list(pool.map(function, trees))
 
 
 def _targets(forest, y: np.ndarray) -> np.ndarray:

@@ -487,7 +487,9 @@ def _variant_metrics(result: Any) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for variant in [result.original, *result.variants]:
         name = metric_key(variant.name)
-        for key in ("size_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
+        for key in ("size_bytes", "native_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
+            if key == "size_bytes" and not getattr(variant, "converted", True):
+                continue  # scored natively, never converted: it has no ONNX size (native_bytes ranks it)
             value = getattr(variant, key, None)
             if isinstance(value, (int, float)) and np.isfinite(value):
                 metrics[f"{name}.{key}"] = float(value)
