@@ -72,7 +72,6 @@ def write_world(directory: Path, models: int, cadence: float, intervals: int, wo
         "mlflow": {"tracking_uri": f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"},
         "server": {"port": 0},
         "logging": {"level": "WARNING"},
-        "daemon": {"workers": workers} if workers else {},
         "defaults": {"schedule": {"every": f"{cadence}s"},
                      "window": {"size": f"{cadence}s", "lateness": "0s", "lookback": "0s"},
                      "retrain": {"enabled": False}},
@@ -84,6 +83,8 @@ def write_world(directory: Path, models: int, cadence: float, intervals: int, wo
             "task": "binary_classification",
         } for i in range(models)],
     }
+    if workers:
+        config["daemon"] = {"workers": workers}
     path = directory / "driftd.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -101,7 +102,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    from monitor.daemon import Daemon, default_workers
+    from monitor.daemon import Daemon
+
+    try:
+        from monitor.daemon import default_workers
+    except ImportError:  # the daemon before monitor.scheduler (one thread per model), for comparison
+        default_workers = lambda: args.models  # noqa: E731
 
     with tempfile.TemporaryDirectory(prefix="driftd-capacity-") as tmp:
         directory = Path(tmp)
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
             daemon.stop()
         ended = time.time()
         load_after = os.getloadavg()[0]
-        delays = list(daemon._scheduler.queue.delays)
+        delays = list(getattr(getattr(daemon._scheduler, "queue", None), "delays", []))
     checks = [p for p in published if p[3] in ("ok", "drift")]
     by_model: dict[str, list[float]] = {}
     for model, at, _, _ in sorted(published, key=lambda p: p[1]):
