@@ -15,7 +15,7 @@ import pandas as pd
 
 from monitor.config import ModelConfig
 
-NAN_FLOOD_SHARE = 0.5  # more NaN than this in a feature means the logging is broken, not drift
+NAN_FLOOD_SHARE = 0.5  # more missing (NaN or inf) than this in a feature means the logging is broken, not drift
 
 
 class InputError(Exception):
@@ -82,6 +82,10 @@ def _validated(frame: pd.DataFrame, model: ModelConfig, required: list[str], wha
             out[name] = _without_nullable(out[name])
     bad = {name for name, _ in problems}
     problems += [(c, p) for c in cols.features if c not in bad for p in [_nan_problem(out[c], c)] if p]
+    if cols.probability and cols.probability in out.columns and cols.probability not in bad:
+        problem = _probability_problem(out[cols.probability], cols.probability)
+        if problem:
+            problems.append((cols.probability, problem))
     if problems:
         raise InputError(
             f"{what} has unusable columns:\n" + "\n".join(f"  - {p}" for _, p in problems),
@@ -128,13 +132,36 @@ def _without_nullable(series: pd.Series) -> pd.Series:
     return series.astype(series.dtype.numpy_dtype)
 
 
+def missing_mask(series: pd.Series) -> np.ndarray:
+    """Null, NaN and +-inf: the values no drift statistic can use (inf counts like NaN)."""
+    missing = series.isna().to_numpy().copy()
+    if series.dtype == np.float64:
+        missing |= np.isinf(series.to_numpy())
+    return missing
+
+
 def _nan_problem(series: pd.Series, name: str) -> str | None:
-    share = float(series.isna().mean())
+    missing = missing_mask(series)
+    share = float(missing.mean()) if len(missing) else 0.0
+    infinite = int(np.isinf(series.to_numpy()).sum()) if series.dtype == np.float64 else 0
+    what = f"NaN or inf ({infinite} infinite)" if infinite else "NaN"
     if share == 1.0:
-        return f"{name!r} is empty (all values are NaN); check the logging of this feature"
+        return f"{name!r} is empty (all values are {what}); check the logging of this feature"
     if share > NAN_FLOOD_SHARE:
         return (
-            f"{name!r} is {share:.0%} NaN (more than {NAN_FLOOD_SHARE:.0%}); "
-            "the feature is probably no longer logged"
+            f"{name!r} is {share:.0%} missing: {what} (more than {NAN_FLOOD_SHARE:.0%}); "
+            "the feature is probably no longer logged correctly"
         )
     return None
+
+
+def _probability_problem(series: pd.Series, name: str) -> str | None:
+    values = series.to_numpy()
+    outside = ~np.isnan(values) & ((values < 0) | (values > 1))
+    if not outside.any():
+        return None
+    return (
+        f"{name!r} is the probability column but {int(outside.sum())} of {len(values)} values lie outside [0, 1] "
+        f"(such as {float(values[outside][0])!r}); log the positive class's probability, not a score or logit, "
+        "or remove columns.probability"
+    )
