@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.plugins import CHANNELS, SOURCES, PluginError, Registry
+from monitor.plugins import CHANNELS, COMPRESSORS, SOURCES, PluginError, Registry
 from monitor.redact import literal_secret
 
 
@@ -373,7 +373,14 @@ class Policy(Strict):
     max_retrains_per_day: int = Field(default=2, ge=0)
 
 
-Strategy = Literal["onnx", "prune", "quantize"]
+def _compressor(name: str) -> str:
+    if name not in COMPRESSORS.names():
+        raise PluginError(f"unknown compression strategy {name!r}; available: {', '.join(COMPRESSORS.names())}")
+    return name
+
+
+# A compression strategy's name: built in (onnx, prune, quantize) or a plug-in's (monitor.plugins).
+Strategy = Annotated[str, AfterValidator(_compressor)]
 
 
 class RetrainOptions(Strict):

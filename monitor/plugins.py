@@ -151,4 +151,8 @@ CHANNELS: Registry[Any] = Registry(
     {"webhook": "monitor.channels:WebhookChannel", "slack": "monitor.channels:SlackChannel",
      "alertmanager": "monitor.channels:AlertmanagerChannel"},
 )  # fmt: skip
-COMPRESSORS: Registry[Any] = Registry("compression strategy", COMPRESSORS_GROUP, {})
+COMPRESSORS: Registry[Any] = Registry(
+    "compression strategy", COMPRESSORS_GROUP,
+    {"onnx": "retrain.compress:PlainConversion", "prune": "retrain.compress:Pruning",
+     "quantize": "retrain.compress:Int8Quantization"},
+)  # fmt: skip

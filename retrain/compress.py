@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -59,16 +60,18 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (FunctionTransformer, MaxAbsScaler, MinMaxScaler, OneHotEncoder,
                                    RobustScaler, StandardScaler)
 
+from monitor.config import PluginConfig
+from monitor.plugins import COMPRESSORS
 from retrain import bounds
 from retrain.onnx_model import (ML_OPSET, TARGET_OPSET, NotQuantizable, check_convertible,
                                 column_pipeline, feeds, log_onnx_model, onnx_predict,
                                 quantize_int8, run, session, to_onnx_model)
 
-__all__ = ["Variant", "Skipped", "CompressionResult", "compress", "selection_split", "check_convertible",
-           "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
+__all__ = ["Variant", "Skipped", "CompressionResult", "CompressionStrategy", "BuildRows", "compress", "selection_split",
+           "check_convertible", "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
 
 TASKS = ("binary_classification", "multiclass_classification", "regression")
-STRATEGIES = ("onnx", "prune", "quantize")
+STRATEGIES = ("onnx", "prune", "quantize")  # the built-in ones; plug-ins add theirs (monitor.plugins.COMPRESSORS)
 # Share of rows on which an ONNX graph must agree with its sklearn source. Not 100%:
 # ONNX compares float32 inputs with float32 split thresholds, so a row whose feature sits on a
 # threshold may take the other branch; a broken conversion disagrees on far more than 1%.
@@ -205,14 +208,57 @@ class _Reference:  # the uncompressed model on the SELECT rows
 
 
 @dataclass(frozen=True)
-class _Validation:  # what pruning decisions are made on (the BUILD rows)
-    model: Pipeline
-    frame: pd.DataFrame
-    X: object  # build rows after every step but the last
+class BuildRows:
+    """What a strategy builds its candidates on: the BUILD half of the validation rows."""
+
+    model: Pipeline  # the fitted model as one pipeline over the monitored columns (last step: the estimator)
+    frame: pd.DataFrame  # the build rows' feature columns
+    X: object  # the build rows after every step but the last
     y: np.ndarray
     task: str
-    metric: str
-    tolerances: tuple[float, ...]
+    metric: str  # the task's primary metric, higher-is-better via retrain.bounds.score
+    tolerances: tuple[float, ...]  # losses a candidate may have on these rows: 0, 1/4 and 1/2 of the budget
+
+
+_Validation = BuildRows  # the name the pruning code below was written with
+
+
+class CompressionStrategy:
+    """A way to make smaller scikit-learn models from the fitted one (`retrain.compression`).
+
+    `candidates` returns (name, fitted sklearn model, note) triples built on the BUILD rows, or
+    Skipped with the reason. Every candidate then goes the built-in ones' way: scored natively
+    on the SELECT rows, converted to ONNX (and checked against its sklearn source) only when
+    it is the smallest within the loss budget, and gated on the holdout like any variant. A
+    package adds a strategy through the `driftd.compressors` entry-point group (monitor.plugins);
+    exceptions it raises are reported as a Skipped, never as a failed retrain."""
+
+    config_model: ClassVar[type[PluginConfig]] = PluginConfig  # strategies take no settings yet
+
+    def candidates(self, build: BuildRows) -> Sequence[tuple[str, BaseEstimator, str] | Skipped]:
+        raise NotImplementedError(f"{type(self).__name__} must implement candidates()")
+
+
+class PlainConversion(CompressionStrategy):
+    """`onnx`: the whole model converted as it is; always a candidate, so nothing to add here."""
+
+    def candidates(self, build: BuildRows) -> Sequence[tuple[str, BaseEstimator, str] | Skipped]:
+        return []
+
+
+class Pruning(CompressionStrategy):
+    """`prune`: fewer trees, stages or input columns, by model family (see the module docstring)."""
+
+    def candidates(self, build: BuildRows) -> Sequence[tuple[str, BaseEstimator, str] | Skipped]:
+        return _prune(build)
+
+
+class Int8Quantization(CompressionStrategy):
+    """`quantize`: int8 weights of the converted graph; it works on the ONNX graph, so compress()
+    applies it after conversion rather than through candidates()."""
+
+    def candidates(self, build: BuildRows) -> Sequence[tuple[str, BaseEstimator, str] | Skipped]:
+        return []
 
 
 def selection_split(validation: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -254,16 +300,17 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str,
     convert = lambda name, est, note: _convert(name, est, note, numerical, categorical)  # noqa: E731
     natives = [_Native("onnx", model, f"skl2onnx, target_opset={TARGET_OPSET}", ref.pred, ref.proba, ref.variant.size_bytes)]
     skipped: list[Skipped] = []
-    if "prune" in strategies:
-        if len(build) == 0:
-            skipped.append(Skipped("prune", f"{len(validation)} validation row(s): too few to build pruned variants on"))
-        else:
-            with clock("build pruned candidates"):
-                val = _validation(model, build, target, columns, task, metric, max_quality_loss, seed)
-                pruned = _prune(val)
-            skipped += [c for c in pruned if isinstance(c, Skipped)]
+    builders = [s for s in dict.fromkeys(strategies) if s not in ("onnx", "quantize")]  # prune and plug-ins
+    if builders and len(build) == 0:
+        skipped += [Skipped(s, f"{len(validation)} validation row(s): too few to build {s} variants on") for s in builders]
+    elif builders:
+        val = _validation(model, build, target, columns, task, metric, max_quality_loss, seed)
+        for strategy in builders:
+            with clock("build pruned candidates" if strategy == "prune" else f"build {strategy} candidates"):
+                built = _candidates_of(strategy, val, taken={n.name for n in natives})
+            skipped += [c for c in built if isinstance(c, Skipped)]
             with clock("score candidates natively"):
-                natives += [_native(*c, rows) for c in pruned if not isinstance(c, Skipped)]
+                natives += [_native(*c, rows) for c in built if not isinstance(c, Skipped)]
     scored = {n.name: _score_native(n, rows, ref) for n in natives}
     graphs: dict[str, onnx.ModelProto] = {}
     if "quantize" in strategies:  # int8 needs the plain graph: convert it now (MLPs and linear models are small)
@@ -358,9 +405,9 @@ def _not_quantizable(model: Pipeline) -> str | None:
 def _check_arguments(estimator, validation, target, columns, task, strategies, max_loss, metric) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    unknown = sorted(set(strategies) - set(STRATEGIES))
+    unknown = sorted(set(strategies) - set(COMPRESSORS.names()))
     if unknown:
-        raise ValueError(f"unknown compression strategies {unknown}; known: {list(STRATEGIES)}")
+        raise ValueError(f"unknown compression strategies {unknown}; known: {COMPRESSORS.names()}")
     if max_loss < 0:
         raise ValueError(f"max_quality_loss must be >= 0, got {max_loss}")
     if not bounds.supported(metric):
@@ -556,6 +603,23 @@ def _validation(model, frame, target, columns, task, metric, max_loss, seed) -> 
     X = model[:-1].transform(frame[columns])
     tolerances = tuple(sorted({0.0, max_loss / 4, max_loss / 2}))
     return _Validation(model, frame[columns], X, frame[target].to_numpy(), task, metric, tolerances)
+
+
+def _candidates_of(strategy: str, build: BuildRows, taken: set[str]) -> list[tuple[str, BaseEstimator, str] | Skipped]:
+    """A strategy's candidates, each name once; a strategy that fails is a Skipped with the reason."""
+    try:
+        made = list(COMPRESSORS.get(strategy)().candidates(build))
+    except Exception as exc:  # a plug-in's (or a moved sklearn attribute's) error must not fail the retrain
+        return [Skipped(strategy, f"{strategy} failed: {type(exc).__name__}: {exc}")]
+    found: list[tuple[str, BaseEstimator, str] | Skipped] = []
+    for candidate in made:
+        if not isinstance(candidate, Skipped) and candidate[0] in taken:
+            found.append(Skipped(candidate[0], f"{strategy}: another candidate is already named {candidate[0]!r}"))
+            continue
+        if not isinstance(candidate, Skipped):
+            taken.add(candidate[0])
+        found.append(candidate)
+    return found
 
 
 def _prune(val: _Validation) -> list[tuple[str, BaseEstimator, str] | Skipped]:

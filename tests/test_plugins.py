@@ -123,3 +123,52 @@ def test_backfill_reads_a_plugin_source_and_alerts_through_a_plugin_channel(tmp_
     body = request.json
     assert body["room"] == "ml-ops"
     assert body["message"].startswith("@oncall DriftdDatasetDrift is firing for churn: ") and "x1" in body["message"]
+
+
+
+def test_retrain_config_names_a_plugin_compressor(tmp_path: Path) -> None:
+    config = parse_config({"models": [model(synthetic(), retrain={"compression": ["onnx", "testplugin-compressor"]})]},
+                          base_dir=tmp_path)
+    assert config.models[0].retrain.compression == ["onnx", "testplugin-compressor"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"models": [model(synthetic(), retrain={"compression": ["distill"]})]}, base_dir=tmp_path)
+    assert ("models.0.retrain.compression.0: unknown compression strategy 'distill'; "
+            "available: onnx, prune, quantize, testplugin-compressor") in str(caught.value)
+
+
+def test_compress_builds_scores_and_chooses_a_plugin_candidate() -> None:
+    """The plug-in's forest of every other tree goes driftd's way: scored on the SELECT rows,
+    converted to ONNX and checked against its sklearn source when chosen."""
+    import numpy as np
+    import pandas as pd
+    from driftd_testplugin.compressor import NAME
+    from sklearn.datasets import make_classification
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from retrain.compress import compress
+
+    features = [f"x{i}" for i in range(6)]
+    X, y = make_classification(n_samples=2400, n_features=6, n_informative=4, random_state=0)
+    frame = pd.DataFrame(X, columns=features).assign(y=y)
+    columns = ColumnTransformer([("num", StandardScaler(), features)])
+    forest = Pipeline([("columns", columns), ("model", RandomForestClassifier(n_estimators=40, random_state=0))])
+    forest.fit(frame[features][:1200], frame["y"][:1200])
+    result = compress(forest, frame[1200:], target="y", numerical=features, categorical=[], task="binary_classification",
+                      strategies=["onnx", "testplugin-compressor"], max_quality_loss=0.5, latency_calls=20, batch_rows=500)
+    variant = {v.name: v for v in result.variants}[NAME]
+    assert variant.note.startswith("every other tree: 20 of 40")
+    assert result.chosen is not None and result.chosen.name == NAME, result.reason  # the smallest within the budget
+    assert result.chosen.converted and result.onnx_model is not None
+    assert any("TreeEnsemble" in node.op_type for node in result.onnx_model.graph.node)  # the converted forest
+    assert np.isfinite(variant.quality)
+
+
+def test_a_failing_compressor_is_skipped_not_fatal() -> None:
+    from retrain.compress import _candidates_of
+
+    registry_name = "testplugin-compressor"
+    skipped = _candidates_of(registry_name, build=None, taken=set())  # type: ignore[arg-type]  # build.model is read
+    assert len(skipped) == 1 and skipped[0].name == registry_name and "AttributeError" in skipped[0].reason
