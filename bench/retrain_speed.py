@@ -72,9 +72,9 @@ def world(root: Path, rows: int, trees: int) -> tuple[Config, ModelConfig]:
 def coarse(marks: list[tuple[float, str]], started: float, ended: float) -> dict[str, float]:
     """Stage times from the progress lines alone (for code without `stage_seconds`)."""
     at = lambda test: next((t for t, line in marks if test(line)), None)  # noqa: E731
-    cuts = [("reading", started), ("training", at(lambda l: l.startswith("training "))),
-            ("compressing", at(lambda l: l.startswith("compressing"))), ("evaluating", at(lambda l: l.startswith("evaluating"))),
-            ("registering + promoting", at(lambda l: "all gates passed" in l or "gates failed" in l)), ("end", ended)]
+    cuts = [("reading", started), ("training", at(lambda text: text.startswith("training "))),
+            ("compressing", at(lambda text: text.startswith("compressing"))), ("evaluating", at(lambda text: text.startswith("evaluating"))),
+            ("registering + promoting", at(lambda text: "all gates passed" in text or "gates failed" in text)), ("end", ended)]
     cuts = [(name, t) for name, t in cuts if t is not None]
     return {name: nxt - t for (name, t), (_, nxt) in zip(cuts, cuts[1:])}
 

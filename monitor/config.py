@@ -16,18 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    SerializeAsAny,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from monitor.plugins import CHANNELS, COMPRESSORS, SOURCES, PluginError, Registry
 from monitor.redact import literal_secret
@@ -126,7 +115,7 @@ class SecretURL(Strict):
     url_file: Path | None = None
 
     @model_validator(mode="after")
-    def _one_url(self) -> "SecretURL":
+    def _one_url(self) -> SecretURL:
         _exactly_one(self, "url", "url_file")
         return self
 
@@ -189,7 +178,7 @@ class SqlSource(SecretURL, SourceConfig):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _table_or_query(self) -> "SqlSource":
+    def _table_or_query(self) -> SqlSource:
         _exactly_one(self, "table", "query")
         return self
 
@@ -214,7 +203,7 @@ class Columns(Strict):
     categorical: list[str] = []
 
     @model_validator(mode="after")
-    def _distinct(self) -> "Columns":
+    def _distinct(self) -> Columns:
         features = self.numerical + self.categorical
         if not features:
             raise ValueError("list at least one feature under numerical or categorical")
@@ -245,7 +234,7 @@ class Schedule(Strict):
     cron: str | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "Schedule":
+    def _one(self) -> Schedule:
         _exactly_one(self, "every", "cron")
         if self.cron is not None:
             from apscheduler.triggers.cron import CronTrigger
@@ -353,7 +342,7 @@ class Drift(Strict):
     multivariate: Multivariate = Multivariate()
 
     @model_validator(mode="after")
-    def _known_methods(self) -> "Drift":
+    def _known_methods(self) -> Drift:
         for kind in ("numerical", "categorical"):
             method = getattr(self, kind).method
             if method not in DRIFT_METHODS[kind]:
@@ -446,7 +435,7 @@ class ModelConfig(Strict):
         return self.drift.categorical if column in self.columns.categorical else self.drift.numerical
 
     @model_validator(mode="after")
-    def _overrides_name_features(self) -> "ModelConfig":
+    def _overrides_name_features(self) -> ModelConfig:
         known = set(self.columns.features) | {self.columns.prediction, self.columns.probability}
         unknown = sorted(set(self.drift.columns) - known)
         if unknown:
@@ -478,7 +467,7 @@ class BasicAuth(Strict):
     password_file: Path | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "BasicAuth":
+    def _one(self) -> BasicAuth:
         _exactly_one(self, "password", "password_file", hint=" (from ${VAR})")
         return self
 
@@ -533,7 +522,7 @@ class Alerts(Strict):
     channels: list[ChannelSection] = []
 
     @model_validator(mode="after")
-    def _unique(self) -> "Alerts":
+    def _unique(self) -> Alerts:
         names = [c.name for c in self.channels]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -570,7 +559,7 @@ class Config(Strict):
     models: list[ModelConfig] = []
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from monitor import __version__
 from monitor.check import Inputs
@@ -27,6 +28,10 @@ from monitor.reference import References
 from monitor.results import CheckResult, CheckStatus
 from monitor.sources.base import SourceError
 from monitor.state import StateStore
+
+if TYPE_CHECKING:
+    from monitor.scheduler import Scheduler
+    from monitor.server import MetricsServer
 
 log = logging.getLogger("driftd.daemon")
 
@@ -55,8 +60,8 @@ class Daemon:
         self._stop = threading.Event()
         self._active = 0
         self._active_lock = threading.Condition()
-        self._scheduler = None
-        self._server = None
+        self._scheduler: Scheduler | None = None
+        self._server: MetricsServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -80,16 +85,16 @@ class Daemon:
         pin_blas()  # BLAS threads spin against the other checks: 0.38 -> 0.17 CPU-s per 5k-row check
         options = self.config.daemon
         workers = options.workers or default_workers()
-        self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
+        scheduler = self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
                                     jitter=options.jitter, stagger=options.stagger)
         for position, model in enumerate(self.config.models):
             trigger, interval = _trigger(model)
             self._intervals[model.name] = interval
             self.metrics.register_model(model.name, interval, channels=model.alerts)
-            self._scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
-        self._scheduler.start()
+            scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
+        scheduler.start()
         log.info("driftd %s watching %d models with %d workers; metrics on %s:%s", __version__, len(self.config.models),
-                 workers, self.config.server.host, self._server.port)
+                 workers, self.config.server.host, self._server.port if self._server else "-")
 
     def stop(self) -> None:
         """Stop scheduling, let in-flight checks finish (bounded), close everything."""
@@ -122,6 +127,8 @@ class Daemon:
 
     @property
     def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the daemon serves no port until start()")
         return self._server.port
 
     # --- one tick -----------------------------------------------------------------------
@@ -289,7 +296,7 @@ class Daemon:
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    def _start_server(self):
+    def _start_server(self) -> MetricsServer:
         from monitor.server import MetricsServer
 
         return MetricsServer.from_config(self.metrics, self.config.server, self.readiness).start()

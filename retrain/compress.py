@@ -44,28 +44,44 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import onnx
 import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, GradientBoostingClassifier,
-                              GradientBoostingRegressor, HistGradientBoostingClassifier,
-                              HistGradientBoostingRegressor, RandomForestClassifier,
-                              RandomForestRegressor)
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (FunctionTransformer, MaxAbsScaler, MinMaxScaler, OneHotEncoder,
-                                   RobustScaler, StandardScaler)
+from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
-from monitor.config import PluginConfig
+from monitor.config import PluginConfig, Task
 from monitor.plugins import COMPRESSORS
 from retrain import bounds
-from retrain.onnx_model import (ML_OPSET, TARGET_OPSET, NotQuantizable, check_convertible,
-                                column_pipeline, feeds, log_onnx_model, onnx_predict,
-                                quantize_int8, run, session, to_onnx_model)
+from retrain.onnx_model import (
+    ML_OPSET,
+    TARGET_OPSET,
+    NotQuantizable,
+    check_convertible,
+    column_pipeline,
+    feeds,
+    log_onnx_model,
+    onnx_predict,
+    quantize_int8,
+    run,
+    session,
+    to_onnx_model,
+)
 
 __all__ = ["Variant", "Skipped", "CompressionResult", "CompressionStrategy", "BuildRows", "compress", "selection_split",
            "check_convertible", "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
@@ -144,7 +160,7 @@ class CompressionResult:
     def lossless(self) -> Variant | None:
         return next((v for v in self.variants if v.lossless), None) if self.lossless_model is not None else None
 
-    def with_lossless(self) -> "CompressionResult":
+    def with_lossless(self) -> CompressionResult:
         """This result with the plain conversion built and measured, when it was not already
         (the gate's fallback after the chosen lossy variant is refused). ``lossless`` stays
         None when the graph does not agree with the sklearn model."""
@@ -157,7 +173,7 @@ class CompressionResult:
         return replace(self, variants=variants, lossless_model=graph if variant.lossless else None, seconds=seconds,
                        _plain=None)
 
-    def serving(self, variant: Variant | None) -> "CompressionResult":
+    def serving(self, variant: Variant | None) -> CompressionResult:
         """This result with `variant` (the chosen or the lossless one; None: sklearn) serving."""
         if variant is None:
             return replace(self, chosen=None, onnx_model=None)
@@ -174,7 +190,7 @@ class _Candidate:
     onnx_model: onnx.ModelProto
     source: BaseEstimator | None  # sklearn model the graph was converted from, if any
     note: str = ""
-    native: "_Native | None" = None  # its source's native scores, when measured
+    native: _Native | None = None  # its source's native scores, when measured
 
 
 @dataclass(frozen=True)
@@ -280,7 +296,7 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str,
     that cannot be converted or compressed: ``chosen`` is None and ``reason`` says why."""
     from monitor.quality import PRIMARY_METRIC
 
-    metric = metric or PRIMARY_METRIC[task]
+    metric = metric or PRIMARY_METRIC[cast(Task, task)]  # an unknown task: _check_arguments says so
     columns = [*numerical, *categorical]
     _check_arguments(estimator, validation, target, columns, task, strategies, max_quality_loss, metric)
     clock = _Stopwatch()
@@ -289,7 +305,7 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str,
     with clock("measure sklearn"):
         ref = _measure_sklearn(estimator, rows)
     classes = tuple(_classes(estimator)) if task != "regression" else None
-    empty = dict(original=ref.variant, variants=(), chosen=None, onnx_model=None, target_opset=TARGET_OPSET,
+    empty: dict[str, Any] = dict(original=ref.variant, variants=(), chosen=None, onnx_model=None, target_opset=TARGET_OPSET,
                  classes=classes, build_rows=len(build), select_rows=len(select), seconds=clock.seconds)
     if not strategies:
         return CompressionResult(**empty, reason="no compression strategy enabled")
@@ -557,7 +573,12 @@ def _fidelity(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray) 
     BOUNDARY) counts as agreeing: float32 preprocessing and sums may tip it either way, and
     a tree ensemble moves in steps of about 1/n_trees there."""
     native = cand.native
-    source = native.pred if native else cand.source.predict(rows.X)
+    if native is not None:
+        source = native.pred
+    elif cand.source is not None:
+        source = cand.source.predict(rows.X)
+    else:
+        raise ValueError(f"candidate {cand.name} has neither native scores nor its sklearn source")
     if rows.task == "regression":
         return _agreement(rows.task, source, pred, ref.tol)
     agree = np.asarray(pred) == np.asarray(source)
@@ -629,7 +650,7 @@ def _prune(val: _Validation) -> list[tuple[str, BaseEstimator, str] | Skipped]:
     if family is None:
         return [Skipped("prune", f"no pruning strategy for {type(final).__name__}")]
     try:
-        found = family(val)
+        found: list[tuple[str, BaseEstimator, str] | Skipped] = list(family(val))
     except Exception as exc:  # private sklearn attributes move between versions: never crash
         return [Skipped("prune", f"{family.__name__} failed: {type(exc).__name__}: {exc}")]
     return found or [Skipped("prune", "no pruned candidate stays within half the loss budget on the build rows")]

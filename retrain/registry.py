@@ -583,7 +583,7 @@ def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | No
     client = connect(config)
     mv = client.get_model_version(model.mlflow_name, version)
     try:
-        found = [f for f in client.list_artifacts(mv.run_id, ESTIMATOR_ARTIFACTS) if not f.is_dir]
+        found = [f for f in client.list_artifacts(mv.run_id or "", ESTIMATOR_ARTIFACTS) if not f.is_dir]
     except Exception as exc:
         if is_missing(exc):
             return None
@@ -591,7 +591,7 @@ def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | No
     if not found:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(mv.run_id, found[0].path, tmp)
+        path = client.download_artifacts(mv.run_id or "", found[0].path, tmp)
         return read(Path(path))
 
 
@@ -710,7 +710,8 @@ def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, mode
     try:
         estimator = mlflow.sklearn.load_model(uri)
     except Exception as exc:
-        raise RegistryError(f"cannot load a scikit-learn model from {mask(uri)}: {describe(exc)}; driftd retrains by refitting a scikit-learn estimator") from None
+        raise RegistryError(f"cannot load a scikit-learn model from {mask(uri)}: {describe(exc)}; "
+                            "driftd retrains by refitting a scikit-learn estimator") from None
     try:
         for note in check_inputs(estimator, model, what=f"the model at {mask(uri)}"):
             log.warning("%s", note)

@@ -21,14 +21,17 @@ MAX_TRIALS = 8
 BUDGET_SECONDS = 300.0
 
 # Values worth trying per estimator family; keys are the final estimator's class name.
-_FOREST: dict[str, list[Any]] = {"n_estimators": [50, 100, 200], "max_depth": [None, 8, 12, 16], "min_samples_leaf": [1, 2, 5, 10], "max_features": ["sqrt", 0.5]}
+_FOREST: dict[str, list[Any]] = {"n_estimators": [50, 100, 200], "max_depth": [None, 8, 12, 16], "min_samples_leaf": [1, 2, 5, 10],
+                                 "max_features": ["sqrt", 0.5]}
+_HGB: dict[str, list[Any]] = {"learning_rate": [0.03, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [10, 20, 50],
+                              "l2_regularization": [0.0, 0.1, 1.0]}
 SPACES: dict[str, dict[str, list[Any]]] = {
     "RandomForestClassifier": _FOREST,
     "RandomForestRegressor": _FOREST,
     "ExtraTreesClassifier": _FOREST,
     "ExtraTreesRegressor": _FOREST,
-    "HistGradientBoostingClassifier": {"learning_rate": [0.03, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [10, 20, 50], "l2_regularization": [0.0, 0.1, 1.0]},
-    "HistGradientBoostingRegressor": {"learning_rate": [0.03, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [10, 20, 50], "l2_regularization": [0.0, 0.1, 1.0]},
+    "HistGradientBoostingClassifier": _HGB,
+    "HistGradientBoostingRegressor": _HGB,
     "GradientBoostingClassifier": {"n_estimators": [50, 100, 200], "learning_rate": [0.05, 0.1, 0.2], "max_depth": [2, 3, 5]},
     "GradientBoostingRegressor": {"n_estimators": [50, 100, 200], "learning_rate": [0.05, 0.1, 0.2], "max_depth": [2, 3, 5]},
     "LogisticRegression": {"C": [0.01, 0.1, 1.0, 10.0]},

@@ -141,13 +141,13 @@ def test_compress_builds_scores_and_chooses_a_plugin_candidate() -> None:
     converted to ONNX and checked against its sklearn source when chosen."""
     import numpy as np
     import pandas as pd
-    from driftd_testplugin.compressor import NAME
-    from sklearn.datasets import make_classification
     from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from driftd_testplugin.compressor import NAME
     from retrain.compress import compress
 
     features = [f"x{i}" for i in range(6)]
