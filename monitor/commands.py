@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 
-from monitor.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
 from monitor.config import Config
+from monitor.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
 from monitor.logs import log_context, setup_logging
 from monitor.output import say
 from monitor.render import check_report, table
@@ -95,10 +95,9 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
-    from retrain import Trigger, run_retrain
-
     from monitor.consequences import NOT_CONFIGURED
     from monitor.reference import registry_exists
+    from retrain import Trigger, run_retrain
     from retrain.registry import champion
 
     setup_logging(config.logging.level, config.logging.format)
@@ -116,7 +115,8 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
         store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED,
                                  reason=f"interrupted: {type(exc).__name__}")
         raise
-    store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason, run_id=outcome.run_id, version=outcome.version)
+    store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
+                             run_id=outcome.run_id, version=outcome.version)
     say(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
         say(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
