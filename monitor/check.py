@@ -90,7 +90,8 @@ def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> Window:
     """Read the window's rows (late rows included) and its bounds."""
     frame, start, end = _read_fresh(inputs, spec, now)
     late = _read_late(inputs, spec)
-    watermark = watermark_of(frame, inputs.model.columns) or (spec.after if not late.empty else None)
+    after = spec.after if isinstance(spec.after, Watermark) else None  # late rows are only read after a watermark
+    watermark = watermark_of(frame, inputs.model.columns) or (after if not late.empty else None)
     if not late.empty:
         log.info("%d late rows (committed after the watermark passed their time) join this window", len(late))
         frame = pd.concat([late, frame], ignore_index=True) if not frame.empty else late

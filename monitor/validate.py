@@ -77,9 +77,9 @@ def _validated(frame: pd.DataFrame, model: ModelConfig, required: list[str], wha
             problems.append((name, problem))
     for name in cols.categorical:
         out[name] = _as_text(out[name])
-    for name in (cols.prediction, cols.target):
-        if name and name in out.columns and name not in numeric:
-            out[name] = _without_nullable(out[name])
+    for label in (cols.prediction, cols.target):
+        if label and label in out.columns and label not in numeric:
+            out[label] = _without_nullable(out[label])
     bad = {name for name, _ in problems}
     problems += [(c, p) for c in cols.features if c not in bad for p in [_nan_problem(out[c], c)] if p]
     if cols.probability and cols.probability in out.columns and cols.probability not in bad:

@@ -32,7 +32,6 @@ from monitor.config import Columns, SqlSource
 from monitor.redact import mask, url_secrets
 from monitor.sources.base import Source, SourceError, WindowQuery
 
-
 IDS_PER_QUERY = 10_000
 CONNECT_TIMEOUT_SECONDS = 5
 _ISO_TEXT = re.compile(
@@ -123,10 +122,11 @@ class SqlLogSource(Source):
 
     def _create_engine(self, url: sa.URL) -> Engine:
         backend = url.get_backend_name()
-        if backend == "sqlite" and url.database not in (None, "", ":memory:") and not url.database.startswith("file:"):
-            if not Path(url.database).is_file():
-                # Connecting would silently create an empty database file.
-                raise SourceError(f"SQLite database file {url.database} does not exist (check source.url)", kind="unreachable")
+        database = url.database or ""
+        local = backend == "sqlite" and database not in ("", ":memory:") and not database.startswith("file:")
+        if local and not Path(database).is_file():
+            # Connecting would silently create an empty database file.
+            raise SourceError(f"SQLite database file {database} does not exist (check source.url)", kind="unreachable")
         connect_args: dict[str, Any] = {}
         if backend == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c timezone=UTC"}
