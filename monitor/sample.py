@@ -69,7 +69,7 @@ class Reservoir:
         if not under.all():
             frame, keys, positions = frame[under], keys[under], positions[under]
         self._keep(frame.reset_index(drop=True), keys, positions)
-        if self._held > 2 * self._size:
+        if self._held > self._size + self._size // 4:
             self._compact()
 
     def result(self) -> tuple[pd.DataFrame, bool]:
@@ -90,10 +90,32 @@ class Reservoir:
     def _compact(self) -> None:
         if len(self._parts) <= 1 and (self._size is None or self._held <= self._size):
             return
-        frame = pd.concat(self._parts, ignore_index=True) if len(self._parts) > 1 else self._parts[0]
         keys, positions = np.concatenate(self._keys), np.concatenate(self._positions)
         if self._size is not None and len(keys) > self._size:
-            chosen = np.argpartition(keys, self._size - 1)[: self._size]
-            frame, keys, positions = frame.take(chosen).reset_index(drop=True), keys[chosen], positions[chosen]
+            chosen = np.zeros(len(keys), dtype=bool)
+            chosen[np.argpartition(keys, self._size - 1)[: self._size]] = True
+            # Take each part's chosen rows before concatenating: one copy of `size` rows, not two.
+            bounds = np.cumsum([0, *(len(p) for p in self._parts)])
+            parts = [part[chosen[lo:hi]] for part, lo, hi in zip(self._parts, bounds[:-1], bounds[1:])]
+            keys, positions = keys[chosen], positions[chosen]
             self._cut = float(keys.max())
+        else:
+            parts = self._parts
+        self._parts = []
+        frame = _concat([p for p in parts if len(p)] or parts[:1])
         self._parts, self._keys, self._positions, self._held = [frame], [keys], [positions], len(frame)
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate, keeping category columns categorical: a part's categories are a prefix of a
+    later part's (monitor.stream only ever appends levels), so every part takes the latest."""
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    last = parts[-1]
+    for name in last.columns:
+        dtype = last[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            for part in parts[:-1]:
+                if part[name].dtype != dtype:
+                    part[name] = part[name].cat.set_categories(dtype.categories)
+    return pd.concat(parts, ignore_index=True)

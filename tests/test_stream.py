@@ -19,7 +19,7 @@ from monitor.results import Watermark
 from monitor.sample import Reservoir
 from monitor.sources import WindowQuery, open_source, watermark_of
 from monitor.validate import InputError, validate_window
-from tests.support.data import START, columns, model_config, predictions, write_parts
+from tests.support.data import CATEGORICAL, NUMERICAL, START, columns, model_config, predictions, write_parts
 
 COLS = columns()
 WANTED = ("ts", "id", "age", "income", "score", "country", "device", "prediction", "probability", "target")
@@ -139,9 +139,34 @@ def test_streamed_window_counts_every_row_while_sampling_few(tmp_path: Path, sma
     assert summary.columns["country"].categories == frame["country"].value_counts().to_dict()
     assert summary.columns["prediction"].categories == frame["prediction"].value_counts().to_dict()
     assert summary.missing_share("income") == pytest.approx(frame["income"].isna().mean())
-    # the sample is validated as validate_window would give it, and drawn from the window's rows
-    assert window.sample["country"].dtype == object and set(window.sample["id"]) <= set(frame["id"])
     assert window.watermark == watermark_of(frame, COLS)
+    # the sample holds what the drift statistics read, drawn from the window's rows (probability is unique per row)
+    sample = window.sample
+    assert list(sample.columns) == [*NUMERICAL, *CATEGORICAL, "prediction", "probability"]
+    assert isinstance(sample["country"].dtype, pd.CategoricalDtype)
+    assert all(isinstance(c, str) for c in sample["country"].cat.categories)
+    joined = sample.astype({"country": object}).merge(frame[["probability", "country", "age"]], on="probability", suffixes=("", "_w"))
+    assert len(joined) == 400
+    assert (joined["country"].fillna("-") == joined["country_w"].fillna("-")).all() and (joined["age"].fillna(-1) == joined["age_w"].fillna(-1)).all()
+
+
+def test_drift_scores_of_the_streamed_sample_equal_those_of_the_same_rows_read_whole(tmp_path: Path, small_batches: None) -> None:
+    from monitor.drift import check_drift, prepare_reference
+
+    frame = predictions(3_000, seed=12, shift=0.3)
+    frame.loc[frame.index % 17 == 0, "device"] = None
+    write_parts(frame, tmp_path, 2)
+    model, inputs = _inputs(tmp_path, max_rows=700)
+    window = read_window(inputs, WindowSpec(since=START - timedelta(seconds=1), until=UNTIL), UNTIL)
+    reference = prepare_reference(validate_window(predictions(2_000, seed=13), model), model, "1")
+
+    # the same rows, as a whole-frame read and validate_window give them (text as Python str)
+    rows = frame.set_index("probability").loc[window.sample["probability"]].reset_index()
+    whole = check_drift(reference, validate_window(rows, model), model)
+    streamed = check_drift(reference, window.sample, model)
+
+    assert [(f.feature, f.score, f.drifted) for f in streamed.features] == [(f.feature, f.score, f.drifted) for f in whole.features]
+    assert streamed.prediction_drift == whole.prediction_drift
 
 
 def test_streamed_watermark_is_the_largest_key_whatever_the_file_order(tmp_path: Path, small_batches: None) -> None:
