@@ -203,3 +203,31 @@ def test_non_numeric_values_are_counted_over_every_batch(tmp_path: Path, small_b
     window = read_window(inputs, WindowSpec(since=START - timedelta(seconds=1), until=UNTIL), UNTIL)
     assert window.error is not None and window.error.column == "score"
     assert "'n/a' (3 of 1000 rows)" in str(window.error)
+
+
+@pytest.mark.integration
+def test_postgres_scan_streams_through_a_server_side_cursor(small_batches: None) -> None:
+    from tests.test_sources import PG_URL
+
+    engine = sa.create_engine(PG_URL)
+    name = f"stream_{np.random.default_rng().integers(1 << 40):x}"
+    frame = predictions(1_500, seed=14, timestamps=100)
+    frame.to_sql(name, engine, index=False)
+    source = open_source(SqlSource.model_validate({"type": "sql", "url": PG_URL, "table": name}), COLS)
+    try:
+        after = Watermark(pd.Timestamp(frame["ts"].iloc[200]), int(frame["id"].iloc[200]))
+        query = WindowQuery(WANTED, until=UNTIL, after=after)
+        batches = list(source.scan(query))
+        whole = source.read(query)
+        with source._engine.connect() as conn:  # noqa: SLF001 - the cursor kind is the point of the test
+            result = conn.execution_options(stream_results=True).execute(sa.text(f'SELECT 1 FROM "{name}"'))
+            assert type(result.cursor).__name__ == "ServerCursor"
+            result.close()
+    finally:
+        source.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
+        engine.dispose()
+    assert len(batches) == 14 and all(len(b) <= 97 for b in batches)
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
+    assert whole["id"].tolist() == frame["id"].iloc[201:].tolist()
