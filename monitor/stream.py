@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from monitor.config import ModelConfig
 from monitor.late import key_hashes, nanoseconds
@@ -89,8 +87,7 @@ class WindowStream:
         self._categorical = [*cols.categorical, *([cols.prediction] if cols.prediction not in self._numerical else [])]
         self._nulls: dict[str, int] = {c: 0 for c in (*self._numerical, *self._categorical, cols.timestamp, cols.id)}
         self._infinite: dict[str, int] = {c: 0 for c in self._numerical}
-        self._counts: dict[str, pd.Series] = {}
-        self._levels: dict[str, list[Any]] = {c: [] for c in cols.categorical}  # every value seen, in order of appearance
+        self._levels: dict[str, _Levels] = {c: _Levels() for c in self._categorical}
         output = [c for c in (cols.prediction, cols.probability) if c]
         self._sampled = list(dict.fromkeys([*cols.features, *output]))  # what the drift statistics read
 
@@ -117,10 +114,10 @@ class WindowStream:
             for name, found in bad.items():
                 seen = self._bad.get(name)
                 self._bad[name] = BadValues((seen.count if seen else 0) + found.count, seen.sample if seen else found.sample)
-            self._count(frame, skip=bad.keys())
+            codes = self._count(frame, skip=bad.keys())
             if not self._bad:  # a frame with uncastable columns is not worth sampling
                 assert self._reservoir is not None
-                self._reservoir.add(self._compact(frame))
+                self._reservoir.add(self._compact(frame, codes))
 
     def finish(self) -> Streamed:
         key_ns, hashes = self._keys()
@@ -178,33 +175,31 @@ class WindowStream:
             ns, hashes = ns[inside], hashes[inside]
         return ns, hashes
 
-    def _count(self, frame: pd.DataFrame, skip: Collection[str]) -> None:
+    def _count(self, frame: pd.DataFrame, skip: Collection[str]) -> dict[str, np.ndarray]:
         """Add a validated batch's counts; `skip` the columns that could not be cast (the window
-        is refused over them, with the count of bad values)."""
-        for name in self._nulls:
-            if name not in self._infinite:
-                self._nulls[name] += int(frame[name].isna().sum())
+        is refused over them, with the count of bad values). Returns the category codes of
+        the categorical columns (monitor.stream._Levels)."""
+        for name in (self._model.columns.timestamp, self._model.columns.id):
+            self._nulls[name] += int(frame[name].isna().sum())
         for name in self._numerical:
             if name in skip:
                 continue
             values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
             self._nulls[name] += int(np.isnan(values).sum())
             self._infinite[name] += int(np.isinf(values).sum())
+        codes = {}
         for name in self._categorical:
-            counts = frame[name].value_counts(dropna=True)
-            seen = self._counts.get(name)
-            self._counts[name] = counts if seen is None else seen.add(counts, fill_value=0)
+            codes[name] = self._levels[name].encode(frame[name])
+            self._nulls[name] += int((codes[name] < 0).sum())
+        return codes
 
-    def _compact(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _compact(self, frame: pd.DataFrame, codes: dict[str, np.ndarray]) -> pd.DataFrame:
         """The batch as the reservoir keeps it: only the columns the drift statistics read, text
         as category codes over every level seen so far (1-2 bytes a value instead of ~15)."""
         frame = frame[[c for c in self._sampled if c in frame.columns]]
-        for name, levels in self._levels.items():
-            counts = self._counts.get(name)
-            if counts is not None and len(counts) > len(levels):
-                known = set(levels)
-                levels.extend(v for v in counts.index if v not in known)
-            frame[name] = _coded(frame[name], levels)
+        for name in self._model.columns.categorical:
+            dtype = pd.CategoricalDtype(self._levels[name].categories())
+            frame[name] = pd.Series(pd.Categorical.from_codes(codes[name], dtype=dtype), index=frame.index, name=name)
         return frame
 
     def _summary(self) -> WindowSummary:
@@ -212,20 +207,45 @@ class WindowStream:
         for name in self._numerical:
             columns[name] = ColumnSummary(self._nulls[name], self._infinite[name])
         for name in self._categorical:
-            counts = self._counts.get(name)
-            categories = {} if counts is None else {_plain(k): int(v) for k, v in counts.items()}
-            columns[name] = ColumnSummary(self._nulls[name], 0, categories)
+            columns[name] = ColumnSummary(self._nulls[name], 0, self._levels[name].counted())
         return WindowSummary(self._rows, columns)
 
 
-def _coded(series: pd.Series, levels: list[Any]) -> pd.Series:
-    """Text as category codes over `levels` (which hold every value of `series`), vectorised in Arrow."""
-    values = pa.array(series.array if isinstance(series.dtype, pd.StringDtype) else series, from_pandas=True)
-    if not pa.types.is_string(values.type):
-        values = values.cast(pa.string())
-    codes = pc.index_in(values, value_set=pa.array(levels, type=pa.string())).fill_null(-1).to_numpy(zero_copy_only=False)
-    dtype = pd.CategoricalDtype(pd.Index(levels, dtype=object))
-    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=series.index, name=series.name)
+class _Levels:
+    """Every value a categorical column has shown, in order of appearance, with exact counts.
+
+    A batch is factorized once (dictionary-encoded in Arrow for Arrow text); its few distinct values are mapped to their
+    global codes in Python, the rows by a numpy take: no Python call per row."""
+
+    def __init__(self) -> None:
+        self._values: list[Any] = []
+        self._index: dict[Any, int] = {}
+        self._counts = np.zeros(0, dtype=np.int64)
+
+    def encode(self, series: pd.Series) -> np.ndarray:
+        """int32 codes into the levels (-1 where missing), the batch's counts added."""
+        local, uniques = pd.factorize(series, use_na_sentinel=True)  # Arrow's dictionary_encode for Arrow text
+        mapping = np.fromiter((self._code(_plain(v)) for v in uniques), dtype=np.int32, count=len(uniques))
+        codes = np.full(len(local), -1, dtype=np.int32)
+        present = local >= 0
+        codes[present] = mapping[local[present]]
+        if len(self._counts) < len(self._values):
+            self._counts = np.concatenate([self._counts, np.zeros(len(self._values) - len(self._counts), dtype=np.int64)])
+        self._counts += np.bincount(codes[present], minlength=len(self._values))
+        return codes
+
+    def categories(self) -> pd.Index:
+        return pd.Index(self._values, dtype=object)
+
+    def counted(self) -> dict[Any, int]:
+        return {value: int(count) for value, count in zip(self._values, self._counts) if count}
+
+    def _code(self, value: Any) -> int:
+        code = self._index.get(value)
+        if code is None:
+            code = self._index[value] = len(self._values)
+            self._values.append(value)
+        return code
 
 
 def _categories(series: pd.Series) -> pd.Series:
