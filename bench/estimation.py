@@ -17,13 +17,17 @@ Sections (all seeded; --seeds sets how many independent worlds each summary aver
   null        false-alarm rate of the multivariate test on undrifted windows of a 20-feature
               mixed model (normal, lognormal, Poisson, zero-inflated, constant, binary,
               3-level and 50-level categoricals, 5% missing) at n = 500, 2,000, 10,000.
+  wired       the shipped defaults end to end: driftd's own check (run_check on a files source,
+              the reference prepared as the daemon prepares it) on the correlation flip and on a
+              binary model with delayed labels, then the policy (monitor.policy.decide) over the
+              recorded windows: when it alerts, on what, and the estimate it acted on.
   pool        (not run by default: ~10 min) the false-alarm rate conditional on one fixed
               reference as the window's share of it grows: why the tested rows are capped.
   power       detection rate of the learners for several joint changes at n = 2,000.
   cost        seconds (wall and CPU, one thread) per multivariate check at n = 2,000, 5,000,
               10,000 for 10/20/50 features, and per CBPE/DLE estimate.
 
-    python bench/estimation.py [--sections cbpe,dle,concept,flip,null,power,cost,pool]
+    python bench/estimation.py [--sections cbpe,dle,concept,flip,wired,null,power,cost,pool]
                                [--seeds 5] [--null-windows 200] [--power-windows 40]
 """
 
@@ -607,12 +611,79 @@ def _best(run: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return best_wall, best_cpu
 
 
+# --- the shipped defaults, end to end -----------------------------------------------------------
+
+
+def section_wired(seeds: int, clean: int = 3, drifted: int = 3) -> None:
+    """The flip and a quality drop through run_check with the default config, then the policy."""
+    import tempfile
+    from datetime import datetime, timedelta, timezone
+
+    from monitor.check import WindowSpec, run_check
+    from monitor.config import Config, parse_config
+    from monitor.cycle import open_inputs
+    from monitor.policy import decide
+    from monitor.reference import References
+    from monitor.state import StateStore
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    summary = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            reference = flip_rows(50_000, rng, 0.5)
+            reference.to_parquet(base / "reference.parquet", index=False)
+            (base / "logs").mkdir()
+            columns = {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": FLIP_NUM, "categorical": ["segment"]}
+            raw = {"models": [{"name": "flip", "source": {"type": "files", "path": str(base / "logs" / "*.parquet")},
+                               "reference": str(base / "reference.parquet"), "columns": columns,
+                               "task": "binary_classification", "window": {"size": "1h"}}]}
+            config: Config = parse_config(raw, base_dir=base)
+            model = config.models[0]
+            loaded = References(config).get(model)
+            store = StateStore("sqlite:///:memory:")
+            store.migrate()
+            flags, features, seconds = [], [], []
+            first = None
+            for w in range(clean + drifted):
+                window = flip_rows(WINDOW, rng, 0.5 if w < clean else -0.5)
+                begin = start + timedelta(hours=w)
+                window["ts"] = [begin + timedelta(seconds=1 + i) for i in range(len(window))]
+                window["id"] = np.arange(len(window)) + w * 10 * WINDOW
+                window.to_parquet(base / "logs" / f"w{w}.parquet", index=False)
+                inputs = open_inputs(model)
+                try:
+                    result = run_check(inputs, loaded.prepared, WindowSpec(since=begin, until=begin + timedelta(hours=1)),
+                                       now=begin + timedelta(hours=1), signals=loaded.signals).result
+                finally:
+                    inputs.close()
+                store.record_check(result)
+                flags.append(result.multivariate is not None and result.multivariate.drifted)
+                features.append(bool(result.drifted_features))
+                seconds.append(result.multivariate.seconds if result.multivariate else float("nan"))
+                decision = decide(model.policy, model.retrain, store.recent_checks("flip", 20), alert_firing=False, jobs=[],
+                                  champion_score=None, primary_metric=None, now=begin + timedelta(hours=1), labelled_rows=None)
+                if decision.alert == "fire" and first is None:
+                    first = w + 1
+                    strongest = ", ".join(result.multivariate.strongest) if result.multivariate else "-"
+            summary.append({"seed": seed, "multivariate flags": "".join("x" if f else "." for f in flags),
+                            "any feature drifted": "".join("x" if f else "." for f in features),
+                            "policy alert (drifted window)": _after(first, clean),
+                            "strongest at alert": strongest if first else "-",
+                            "test seconds (median)": float(np.nanmedian(seconds))})
+    defaults = parse_config({"models": [{"name": "m", "source": {"type": "files", "path": "x"}, "columns": {"timestamp": "t", "id": "i", "prediction": "p", "numerical": ["a"]}, "task": "regression"}]}, base_dir=Path(".")).models[0]
+    mv = defaults.drift.multivariate
+    table(summary, f"Shipped defaults through run_check + policy: correlation flip after window {clean}, n = {WINDOW}; "
+                   f"drift.multivariate alpha {mv.alpha}, max_rows {mv.max_rows}, learner {mv.learner}; policy alert_after {defaults.policy.alert_after}")
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="cbpe,dle,concept,flip,null,power,cost")
+    parser.add_argument("--sections", default="cbpe,dle,concept,flip,wired,null,power,cost")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--null-windows", type=int, default=200)
     parser.add_argument("--power-windows", type=int, default=40)
@@ -626,6 +697,7 @@ def main() -> None:
         "concept": lambda: section_concept(args.seeds),
         "flip": lambda: section_flip(max(args.seeds, 10)),
         "null": lambda: section_null(args.null_windows, [l for l in learners if l != "hgb_axis"]),
+        "wired": lambda: section_wired(max(args.seeds, 10)),
         "pool": lambda: section_pool(75, [l for l in learners if l != "hgb_axis"]),
         "power": lambda: section_power(args.power_windows, learners),
         "cost": lambda: section_cost(learners),

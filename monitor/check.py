@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import ModelConfig
+from monitor.estimates import NO_SIGNALS, Signals, estimator_columns
 from monitor.labels import attach_labels
 from monitor.late import Audit, Seen, audit_start, find_late, seen_block_of_keys
 from monitor.redact import mask
@@ -96,7 +97,7 @@ class Inputs:
 
 
 def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]:
-    return model.columns.to_read(target=labels is None)
+    return tuple(dict.fromkeys(model.columns.to_read(target=labels is None) + estimator_columns(model)))
 
 
 def read_window(inputs: Inputs, spec: WindowSpec, now: datetime, *, validate: bool = True) -> Window:
@@ -175,9 +176,10 @@ def _sample_seed(model: str, end: datetime) -> int:
 
 
 def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *, now: datetime | None = None,
-              attribution: Attribution | None = None) -> Checked:
+              attribution: Attribution | None = None, signals: Signals | None = None) -> Checked:
     """Run one check. Never raises for bad data or sources: the result carries status and message.
-    `attribution` says which version's rows quality judges (monitor.attribution); None: all rows."""
+    `attribution` says which version's rows quality judges (monitor.attribution); None: all rows.
+    `signals`: the champion's quality estimator and multivariate reference (monitor.estimates)."""
     from monitor.drift import DriftError, check_drift
 
     now = now or datetime.now(timezone.utc)
@@ -207,7 +209,11 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
     except (InputError, DriftError) as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
-    quality, quality_note = _measure_quality(inputs, end, attribution)
+    signals = signals or NO_SIGNALS
+    quality, quality_note, labelled = _measure_quality(inputs, end, attribution, features=signals.needs_features)
+    # The multivariate test caps its rows with its own seeded sample: drawn from the window's
+    # uniform sample, it is a uniform sample of the window too.
+    extra, notes = _label_free(signals, model, window.sample, window.sample, labelled, _sample_seed(model.name, end))
     result = replace(
         result,
         rows_used=len(window.sample),
@@ -218,9 +224,14 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         prediction_drift=drift.prediction_drift,
         quality=quality,
         watermark=window.watermark,
-        details={"labels_error": quality_note} if quality_note else {},
+        details={**({"labels_error": quality_note} if quality_note else {}), **notes},
+        **extra,
     )
-    status = CheckStatus.DRIFT if drift.dataset_drifted else CheckStatus.OK
+    # The multivariate test is one more drift signal: a joint change the per-column tests miss
+    # makes the window drifted too (its own p-value stays in the result for a test family).
+    if result.multivariate is not None and result.multivariate.drifted:
+        result = replace(result, dataset_drifted=True)
+    status = CheckStatus.DRIFT if result.dataset_drifted else CheckStatus.OK
     return Checked(_finish(result, clock, status=status, message=None), drift.snapshot, seen_of(window, spec, model), window.summary)
 
 
@@ -256,23 +267,65 @@ def null_timestamps_note(rows: int, model: str) -> str:
             "timestamp column (counted in driftd_null_timestamp_rows)")
 
 
-def _measure_quality(inputs: Inputs, end: datetime, attribution: Attribution | None) -> tuple[Quality | None, str | None]:
+def _label_free(signals: Signals, model: ModelConfig, frame: pd.DataFrame, sample: pd.DataFrame, labelled: pd.DataFrame | None,
+                seed: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The window's estimated quality, the estimate's error where labels arrived, and the
+    multivariate test; what could not be computed is named in the details, never fatal."""
+    from monitor import estimates
+
+    def guarded(what: str, compute: Any, empty: Any) -> tuple[Any, str | None]:
+        try:
+            return compute()
+        except Exception as exc:  # an optional signal never fails the drift verdict
+            log.exception("%s failed for %s", what, model.name)
+            return empty, f"{what} failed: {type(exc).__name__}: {exc}"
+
+    estimated, note_estimate = guarded("quality estimate", lambda: estimates.estimate(signals, model, sample, labelled, seed), None)
+    gaps, note_errors = guarded("estimation error", lambda: estimates.errors(signals, model, labelled, seed), ())
+    found, note_multivariate = guarded("multivariate test", lambda: estimates.multivariate(signals, model, frame, seed), None)
+    notes = {}
+    estimation = [n for n in (signals.estimator_note if signals.estimator is None else None, note_estimate, note_errors) if n]
+    if estimation:
+        notes["estimation_error"] = mask("; ".join(estimation))
+    if note_multivariate or signals.domain_note:
+        notes["multivariate_error"] = mask(note_multivariate or signals.domain_note or "")
+    return {"estimated": estimated, "estimation_errors": gaps, "multivariate": found}, notes
+
+
+def _measure_quality(inputs: Inputs, end: datetime, attribution: Attribution | None,
+                     features: bool = False) -> tuple[Quality | None, str | None, pd.DataFrame | None]:
     """Quality on the labelled rows of the trailing quality span (labels arrive late), each
-    row attributed to the model version that served it."""
+    row attributed to the model version that served it; and the champion's labelled rows
+    (with the features when `features`), which the label-free estimate is judged on."""
     from monitor.attribution import attributed_quality
     from monitor.quality import QualityError
 
     model, cols = inputs.model, inputs.model.columns
     if not cols.target:
-        return None, None
-    wanted = cols.to_read(features=False, target=inputs.labels is None, version=attribution is not None)
+        return None, None, None
+    wanted = cols.to_read(features=features, target=inputs.labels is None, version=attribution is not None)
+    wanted = tuple(dict.fromkeys(wanted + estimator_columns(model)))
     since = end - model.window.effective_quality_span
     try:
         frame = inputs.source.read(WindowQuery(wanted, until=end, since=since))
         frame = attach_labels(frame, inputs.labels, cols)
-        return (attributed_quality(frame, model, attribution) if not frame.empty else None), None
+        quality = attributed_quality(frame, model, attribution) if not frame.empty else None
+        return quality, None, _champion_labelled(frame, model, attribution)
     except (SourceError, QualityError, ValueError) as exc:
         # Drift results stand on their own; quality is reported missing, with the reason
         # (sklearn raises plain ValueError for e.g. an infinite probability).
         log.warning("quality skipped for %s: %s", model.name, exc)
-        return None, str(exc)
+        return None, str(exc), None
+
+
+def _champion_labelled(frame: pd.DataFrame, model: ModelConfig, attribution: Attribution | None) -> pd.DataFrame | None:
+    """The labelled rows the champion served (all labelled rows without an attribution)."""
+    from monitor.attribution import split_by_version
+
+    target = model.columns.target
+    if frame.empty or target not in frame.columns:
+        return None
+    labelled = frame[frame[target].notna()]
+    if attribution is not None and not labelled.empty:
+        labelled = split_by_version(labelled, model, attribution).get(attribution.champion, labelled.iloc[:0])
+    return labelled

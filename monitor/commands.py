@@ -34,7 +34,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     until = args.until or datetime.now(timezone.utc) - model.window.lateness
     try:
         result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until),
-                           attribution=references.attribution(model, loaded)).result
+                           attribution=references.attribution(model, loaded), signals=loaded.signals).result
     finally:
         inputs.close()
     say(result.to_json() if args.json else check_report(result))

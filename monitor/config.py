@@ -268,11 +268,27 @@ class Method(Strict):
     threshold: float = Field(gt=0)
 
 
+class Multivariate(Strict):
+    """The domain-classifier test (monitor.multivariate) run on every window beside the per-column tests.
+
+    On by default: it is the only signal for changes in how features move together, and costs
+    one small boosted-tree fit on at most 2 x `max_rows` rows per check (README, "Multivariate drift")."""
+
+    enabled: bool = True
+    # Its own false-alarm rate per window: the p-value is exact (a Mann-Whitney test on held-out
+    # rows), so this is the share of clean windows it flags. Half of a 1% per-window budget.
+    alpha: float = Field(default=0.005, gt=0, lt=1)
+    min_auroc: float = Field(default=0.5, ge=0.5, lt=1, description="effect-size floor on the held-out AUROC")
+    max_rows: int = Field(default=5000, ge=50, description="window rows tested (a seeded sample)")
+    learner: Literal["hgb", "hgb_axis", "logistic"] = "hgb"
+
+
 class Drift(Strict):
     numerical: Method = Method(method="wasserstein", threshold=0.1)
     categorical: Method = Method(method="jensenshannon", threshold=0.1)
     dataset_share: float = Field(default=0.3, gt=0, le=1)
     columns: dict[str, Method] = {}
+    multivariate: Multivariate = Multivariate()
 
     @model_validator(mode="after")
     def _known_methods(self) -> "Drift":
@@ -288,6 +304,9 @@ class Policy(Strict):
     resolve_after: int = Field(default=3, ge=1)
     retrain_after: NOfMField = NOfM(3, 4)
     quality_drop: float = Field(default=0.05, ge=0)
+    # The same rule on the label-free estimate (monitor.estimates), judged on the band's side
+    # nearest the champion; None: `quality_drop`.
+    estimated_drop: float | None = Field(default=None, ge=0)
     cooldown: Duration = timedelta(hours=6)
     max_retrains_per_day: int = Field(default=2, ge=0)
 
@@ -315,6 +334,17 @@ class RetrainOptions(Strict):
 Task = Literal["binary_classification", "multiclass_classification", "regression"]
 
 
+class Estimation(Strict):
+    """Label-free quality estimates (CBPE for classifiers, DLE for regressors), fitted once per
+    champion version on labelled rows it was not trained on (monitor.estimates)."""
+
+    enabled: bool = True
+    # Multiclass one-vs-rest needs one probability column per class (class label -> column);
+    # with only `columns.probability` (the predicted class's confidence) accuracy is estimated.
+    probabilities: dict[str, str] = {}
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="coverage of the band")
+
+
 # The state store's model columns are VARCHAR(200); a longer name would fail every write.
 MODEL_NAME_MAX_LENGTH = 200
 
@@ -332,6 +362,7 @@ class ModelConfig(Strict):
     drift: Drift = Drift()
     policy: Policy = Policy()
     retrain: RetrainOptions = RetrainOptions()
+    estimation: Estimation = Estimation()
     alerts: list[str] = []
 
     @property
@@ -435,6 +466,7 @@ class Defaults(Strict):
     drift: Drift = Drift()
     policy: Policy = Policy()
     retrain: RetrainOptions = RetrainOptions()
+    estimation: Estimation = Estimation()
 
 
 class Config(Strict):

@@ -94,6 +94,10 @@ def _alert(store: StateStore, model: ModelConfig, result: CheckResult, decision:
     status = "firing" if firing else "resolved"
     summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
                if firing else f"{model.name}: drift resolved")
+    joint = result.multivariate
+    if firing and joint is not None and joint.drifted:  # what the per-feature list cannot show
+        strongest = f", strongest: {', '.join(joint.strongest)}" if joint.strongest else ""
+        summary += f"; joint distribution moved (multivariate AUROC {joint.auroc:.2f}, p {joint.p_value:.1g}{strongest})"
     # Re-sent while firing: Alertmanager needs it, the webhook and Slack channels dedupe it.
     return AlertEvent(model=model.name, alert=DRIFT_ALERT, status=status, summary=summary,
                       description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,

@@ -74,7 +74,8 @@ class Cycle:
         edge = live_edge(model, now)
         spec = WindowSpec(after=self.store.watermark(model.name) or start, until=min(until, edge) if until else edge,
                           audit=self.store.audit(model.name))
-        checked = run_check(inputs, loaded.prepared, spec, now=now, attribution=self._references.attribution(model, loaded))
+        checked = run_check(inputs, loaded.prepared, spec, now=now, attribution=self._references.attribution(model, loaded),
+                            signals=loaded.signals)
         set_check_id(checked.result.check_id)
         self.store.record_check(checked.result, checked.seen)  # with the late-row bookkeeping, in one transaction
         return Turn(checked.result, loaded, checked.snapshot, recorded=True)

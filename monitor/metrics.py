@@ -53,6 +53,9 @@ class _ModelSeries:
     prediction_method: str | None = None
     quality_metrics: set[str] = field(default_factory=set)
     quality_drop_metrics: set[str] = field(default_factory=set)
+    estimated_metrics: set[str] = field(default_factory=set)
+    error_metrics: set[str] = field(default_factory=set)
+    multivariate: bool = False
     champion: str | None = None
     channels: set[str] = field(default_factory=set)
 
@@ -147,6 +150,33 @@ class Metrics:
             "driftd_null_timestamp_rows", "Rows of the model's source without a timestamp: no window can check them.",
             ["model"], registry=r,
         )
+        self._estimated = Gauge(
+            "driftd_estimated_quality",
+            "Label-free estimate of the model's quality on the last window (CBPE/DLE; labelled rows count as realized).",
+            ["model", "metric"], registry=r,
+        )
+        self._estimated_lower = Gauge(
+            "driftd_estimated_quality_lower", "Lower end of the estimate's band (estimation.confidence) on the last window.",
+            ["model", "metric"], registry=r,
+        )
+        self._estimated_upper = Gauge(
+            "driftd_estimated_quality_upper", "Upper end of the estimate's band (estimation.confidence) on the last window.",
+            ["model", "metric"], registry=r,
+        )
+        self._estimation_error = Gauge(
+            "driftd_estimation_error",
+            "Estimated (labels hidden) minus realized quality on the champion's labelled rows of the quality span.",
+            ["model", "metric"], registry=r,
+        )
+        self._multivariate_auroc = Gauge(
+            "driftd_multivariate_drift_auroc",
+            "Held-out AUROC of a classifier telling the last window's rows from the reference's (0.5: indistinguishable).",
+            ["model"], registry=r,
+        )
+        self._multivariate_p = Gauge(
+            "driftd_multivariate_drift_p_value", "One-sided p-value of the multivariate (domain-classifier) test on the last window.",
+            ["model"], registry=r,
+        )
         self._build_info = Gauge("driftd_build_info", "driftd version (value is always 1).", ["version"], registry=r)
 
     # --- registration ----------------------------------------------------------------------
@@ -200,6 +230,8 @@ class Metrics:
             self._prediction_score, self._quality, self._labelled_ratio, self._quality_drop,
             self._quality_drop_threshold, self._retrains, self._retrain_duration, self._champion,
             self._model_size, self._source_errors, self._alerts, self._late_rows, self._null_timestamps,
+            self._estimated, self._estimated_lower, self._estimated_upper, self._estimation_error,
+            self._multivariate_auroc, self._multivariate_p,
         ]  # fmt: skip
 
     # --- checks ------------------------------------------------------------------------------
@@ -224,6 +256,8 @@ class Metrics:
             self._publish_features(model, series, result)
             self._publish_prediction(model, series, result)
             self._publish_quality(model, series, result)
+            self._publish_estimates(model, series, result)
+            self._publish_multivariate(model, series, result)
 
     def _publish_features(self, model: str, series: _ModelSeries, result: CheckResult) -> None:
         current = {(f.feature, f.method) for f in result.features}
@@ -255,6 +289,37 @@ class Metrics:
             self._quality.labels(model, metric).set(value)
         series.quality_metrics = set(quality.metrics)
 
+    def _publish_estimates(self, model: str, series: _ModelSeries, result: CheckResult) -> None:
+        estimated = result.estimated
+        current = {e.metric for e in estimated.estimates} if estimated else set()
+        for metric in series.estimated_metrics - current:
+            for gauge in (self._estimated, self._estimated_lower, self._estimated_upper):
+                gauge.remove(model, metric)
+        for e in estimated.estimates if estimated else ():
+            self._estimated.labels(model, e.metric).set(e.value)
+            self._estimated_lower.labels(model, e.metric).set(e.lower)
+            self._estimated_upper.labels(model, e.metric).set(e.upper)
+        series.estimated_metrics = current
+        if result.estimation_errors:  # labels arrive late: the last measured error stands until then
+            gaps = {g.metric: g.error for g in result.estimation_errors}
+            for metric in series.error_metrics - set(gaps):
+                self._estimation_error.remove(model, metric)
+            for metric, error in gaps.items():
+                self._estimation_error.labels(model, metric).set(error)
+            series.error_metrics = set(gaps)
+
+    def _publish_multivariate(self, model: str, series: _ModelSeries, result: CheckResult) -> None:
+        found = result.multivariate
+        if found is None:
+            if series.multivariate:
+                self._multivariate_auroc.remove(model)
+                self._multivariate_p.remove(model)
+            series.multivariate = False
+            return
+        self._multivariate_auroc.labels(model).set(found.auroc)
+        self._multivariate_p.labels(model).set(found.p_value)
+        series.multivariate = True
+
     def _drop_quality(self, model: str, series: _ModelSeries) -> None:
         for metric in series.quality_metrics:
             self._quality.remove(model, metric)
@@ -262,6 +327,9 @@ class Metrics:
         for metric in series.quality_drop_metrics:
             self._quality_drop.remove(model, metric)
         series.quality_drop_metrics = set()
+        for metric in series.error_metrics:  # the old champion's estimator's error
+            self._estimation_error.remove(model, metric)
+        series.error_metrics = set()
 
     # --- everything else ------------------------------------------------------------------------
 

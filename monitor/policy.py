@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from monitor.config import NOfM, Policy, RetrainOptions
-from monitor.quality import quality_drop
+from monitor.quality import higher_is_better, quality_drop
 from monitor.results import CheckStatus
 from monitor.state import CheckRecord, RetrainJob
 
@@ -66,7 +66,8 @@ def decide(
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware `now` (UTC)")
     countable = [c for c in sorted(history, key=lambda c: c.started_at, reverse=True) if c.status in _COUNTABLE]
-    quality = _quality(policy, countable, champion_score, primary_metric, champion_version)
+    quality = _either(_quality(policy, countable, champion_score, primary_metric, champion_version),
+                      _estimated(policy, countable, champion_score, primary_metric, champion_version))
     alert, alert_reasons = _alert(policy, countable, alert_firing, quality)
     start, retrain_reasons = _retrain(policy, retrain, countable, quality, jobs, now, labelled_rows, retrain_unavailable)
     reasons = [*alert_reasons, *retrain_reasons, quality.reason]
@@ -122,6 +123,44 @@ def _quality(policy: Policy, countable: Sequence[CheckRecord], champion: float |
         f"{verdict}: {metric} {current:.4g} vs champion {champion:.4g} (drop {drop:.4g} {sign} allowed {policy.quality_drop:.4g})"
         + _others(countable, metric),
     )
+
+
+def _estimated(policy: Policy, countable: Sequence[CheckRecord], champion: float | None, metric: str | None,
+               version: str | None) -> _Quality | None:
+    """The same rule on the newest window's label-free estimate, whose labelled rows already count
+    as realized: it acts while labels are missing. Judged on the band's side nearest the champion
+    (the best the realized value could plausibly be), so label noise alone does not fire it.
+    None when no recent window of this champion was estimated."""
+    if metric is None or champion is None:
+        return None
+    newest = next((c for c in countable if c.estimated is not None and c.reference_version in (None, version)), None)
+    if newest is None or newest is not countable[0]:
+        return None  # only the newest window speaks: an old estimate is no news about now
+    estimate = next((e for e in newest.estimated.estimates if e.metric == metric), None) if newest.estimated else None
+    if estimate is None or math.isnan(estimate.value):
+        return _Quality(False, f"estimated quality not compared: the estimate has no {metric}")
+    bound = estimate.upper if higher_is_better(metric) else estimate.lower
+    bound = estimate.value if math.isnan(bound) else bound
+    try:
+        drop = quality_drop(champion, bound, metric)
+    except ValueError as exc:
+        return _Quality(False, f"estimated quality not compared: {exc}")
+    allowed = policy.estimated_drop if policy.estimated_drop is not None else policy.quality_drop
+    dropped = drop > allowed
+    side = "upper" if higher_is_better(metric) else "lower"
+    return _Quality(
+        dropped,
+        f"estimated quality {'dropped' if dropped else 'ok'}: {metric} {estimate.value:.4g} ({side} bound {bound:.4g}, "
+        f"{estimate.labelled_rows} of {estimate.rows} rows labelled) vs champion {champion:.4g} "
+        f"(drop {drop:.4g} {'>' if dropped else '<='} allowed {allowed:.4g})",
+    )
+
+
+def _either(realized: _Quality, estimated: _Quality | None) -> _Quality:
+    """Quality dropped by the labels or, while they are missing, by the estimate."""
+    if estimated is None:
+        return realized
+    return _Quality(realized.dropped or estimated.dropped, f"{realized.reason}; {estimated.reason}")
 
 
 def _others(countable: Sequence[CheckRecord], metric: str) -> str:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
+from monitor.estimates import NO_SIGNALS, Signals
 
 if TYPE_CHECKING:
     from monitor.attribution import Attribution
@@ -57,6 +58,7 @@ class Loaded:
     # the process started), and which; stands in for a promotion made outside driftd.
     seen_since: datetime | None = None
     seen_previous: str | None = None
+    signals: Signals = NO_SIGNALS  # the version's quality estimator and multivariate reference
 
 
 class References:
@@ -121,14 +123,36 @@ class References:
             if cached is not None and cached.prepared.version == version:
                 return cached
             try:
-                prepared = prepare_reference(validate_reference(load(), model), model, version)
+                frame = validate_reference(load(), model)
+                prepared = prepare_reference(frame, model, version)
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
+            signals = self._signals(model, champion, frame)
             replaced = cached.champion.version if cached is not None and cached.champion is not None else None
-            loaded = Loaded(prepared, champion, self._clock.now() if replaced else None, replaced)
+            loaded = Loaded(prepared, champion, self._clock.now() if replaced else None, replaced, signals)
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+    def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame) -> Signals:
+        """The champion's estimator (its artifact, else refitted) and multivariate reference."""
+        from monitor.estimates import prepare_signals
+
+        stored = None
+        if champion is not None:
+            from retrain.registry import load_estimator
+
+            def stored():  # noqa: ANN202 - a registry that cannot be read is the same as no artifact
+                try:
+                    return load_estimator(self._config, model, champion.version)
+                except Exception as exc:  # RegistryError and MLflow's own; the EstimatorError of a bad file passes
+                    from monitor.estimation import EstimatorError
+
+                    if isinstance(exc, EstimatorError):
+                        raise
+                    log.warning("cannot read the estimator artifact of %s version %s: %s", model.mlflow_name, champion.version, exc)
+                    return None
+        return prepare_signals(model, frame, stored)
 
     def attribution(self, model: ModelConfig, loaded: Loaded) -> Attribution | None:
         """Whose rows quality judges: the champion's, from its promotion on (monitor.attribution)."""

@@ -47,6 +47,20 @@ def check_report(result: CheckResult) -> str:
             own = f" (its validation score {other.validation_score:.4f})" if other.validation_score is not None else ""
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(other.metrics.items()))
             parts.append(f"  not counted: {other.labelled_rows} labelled rows served by version {other.version}{own}: {metrics}")
+    if result.estimated:
+        est = result.estimated
+        values = ", ".join(f"{e.metric} {e.value:.4f} [{e.lower:.4f}, {e.upper:.4f}]" for e in est.estimates)
+        labelled = est.estimates[0].labelled_rows if est.estimates else 0
+        parts.append(f"estimated quality ({est.method}, {labelled} of {est.rows} rows labelled): {values}")
+    for gap in result.estimation_errors:
+        inside = "inside" if gap.within_band else "OUTSIDE"
+        parts.append(f"  estimate vs labels on {gap.rows} rows: {gap.metric} estimated {gap.estimated:.4f}, realized "
+                     f"{gap.realized:.4f} (error {gap.error:+.4f}, {inside} the band)")
+    if result.multivariate:
+        mv = result.multivariate
+        strongest = f"; strongest: {', '.join(mv.strongest)}" if mv.strongest else ""
+        parts.append(f"multivariate: AUROC {mv.auroc:.3f}, p {mv.p_value:.2g} (alpha {mv.alpha:g}) on {mv.window_rows} rows: "
+                     f"{'joint distribution moved' if mv.drifted else 'no joint change'}{strongest}")
     if result.late_rows:
         parts.append(f"{result.late_rows} late rows (committed after the watermark passed them) are in this window")
     if result.null_timestamps:
@@ -56,6 +70,8 @@ def check_report(result: CheckResult) -> str:
 
 
 def verdict(result: CheckResult) -> str:
+    if result.status is CheckStatus.DRIFT and result.multivariate and result.multivariate.drifted and not result.drifted_features:
+        return f"DRIFT: the joint distribution moved (multivariate AUROC {result.multivariate.auroc:.3f}); no single feature drifted"
     if result.status is CheckStatus.DRIFT:
         return f"DRIFT: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}): {', '.join(result.drifted_features)}"
     if result.status is CheckStatus.OK:

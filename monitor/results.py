@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from monitor.estimation import EstimatedQuality, EstimationGap
+
 
 class CheckStatus(str, Enum):
     OK = "ok"
@@ -67,6 +69,32 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Contribution:
+    feature: str
+    auroc_drop: float  # held-out AUROC lost when the feature is shuffled
+
+
+@dataclass(frozen=True)
+class MultivariateSignal:
+    """The domain-classifier test of one window (monitor.multivariate): its own p-value, so a
+    multiple-testing family over the window's tests can take it as one more hypothesis."""
+
+    auroc: float
+    p_value: float
+    alpha: float
+    drifted: bool  # p_value < alpha and auroc >= the configured floor
+    window_rows: int
+    reference_rows: int
+    learner: str
+    contributions: tuple[Contribution, ...] = ()  # strongest first; only when it rejected
+    seconds: float = 0.0
+
+    @property
+    def strongest(self) -> list[str]:
+        return [c.feature for c in self.contributions[:3]]
+
+
+@dataclass(frozen=True)
 class CheckResult:
     check_id: str
     model: str
@@ -89,6 +117,11 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     late_rows: int = 0  # rows committed after the watermark passed them, checked with this window
     null_timestamps: int = 0  # rows of the source without a timestamp (never in any window)
+    # Label-free estimate of the window's quality (its labelled rows count as realized).
+    estimated: EstimatedQuality | None = None
+    # Estimated (labels hidden) minus realized on the labelled rows of the quality span.
+    estimation_errors: tuple[EstimationGap, ...] = ()
+    multivariate: MultivariateSignal | None = None
 
     @property
     def drifted_features(self) -> list[str]:

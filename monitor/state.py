@@ -30,9 +30,10 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MODEL_NAME_MAX_LENGTH
 from monitor.late import NO_AUDIT, Audit, Seen, decode
 from monitor.redact import mask, url_secrets
+from monitor.estimation import Estimate, EstimatedQuality
 from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _NAME = MODEL_NAME_MAX_LENGTH  # every `model` column holds a configured model name
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
@@ -68,6 +69,9 @@ class CheckRecord:
     message: str | None
     drifted_features: tuple[str, ...] = ()
     late_rows: int = 0  # of `rows`, those found behind the watermark (monitor.late)
+    estimated: EstimatedQuality | None = None  # the label-free estimate (monitor.estimates)
+    reference_version: str | None = None  # the champion version (or reference file) checked against
+    multivariate_drifted: bool = False  # the domain-classifier test rejected (part of dataset_drifted)
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,7 @@ checks = sa.Table(
     sa.Column("quality", sa.Text),
     sa.Column("result", sa.Text, nullable=False),
     sa.Column("message", sa.Text),
+    sa.Column("estimated", sa.Text),  # JSON of the label-free estimate (schema 3)
     sa.Index("ix_checks_model_started", "model", "started_at"),
 )
 
@@ -262,8 +267,15 @@ def _migrate_to_2(conn: Connection) -> None:
     seen_keys.create(conn, checkfirst=True)
 
 
+def _migrate_to_3(conn: Connection) -> None:
+    # Label-free quality estimates, queried by the policy beside realized quality. Older checks
+    # have none (NULL), which the policy reads as "not estimated".
+    if "estimated" not in {c["name"] for c in sa.inspect(conn).get_columns("checks")}:
+        conn.execute(sa.text("ALTER TABLE checks ADD COLUMN estimated TEXT"))
+
+
 # Version N's step upgrades a database at version N-1. Append, never edit a released step.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -295,6 +307,18 @@ def _quality_from_json(text: str | None) -> Quality | None:
                    data.get("version"), others)
 
 
+def _estimated_json(estimated: EstimatedQuality | None) -> str | None:
+    return None if estimated is None else json.dumps(dataclasses.asdict(estimated), default=_plain)
+
+
+def _estimated_from_json(text: str | None) -> EstimatedQuality | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    estimates = tuple(Estimate(**e) for e in data["estimates"])  # NaN round-trips as JSON's NaN
+    return EstimatedQuality(data["method"], estimates, int(data["rows"]), int(data["skipped_rows"]))
+
+
 def _check_record(row: sa.Row[Any]) -> CheckRecord:
     result = json.loads(row.result)
     drifted = tuple(f["feature"] for f in result.get("features") or [] if f.get("drifted"))
@@ -313,6 +337,9 @@ def _check_record(row: sa.Row[Any]) -> CheckRecord:
         message=row.message,
         drifted_features=drifted,
         late_rows=int(result.get("late_rows") or 0),
+        estimated=_estimated_from_json(row.estimated),
+        reference_version=result.get("reference_version"),
+        multivariate_drifted=bool((result.get("multivariate") or {}).get("drifted")),
     )
 
 
@@ -615,6 +642,7 @@ class StateStore:
             "quality": _quality_json(result.quality),
             "result": mask(json.dumps(result.to_dict(), default=str)),
             "message": mask(result.message) if result.message else None,
+            "estimated": _estimated_json(result.estimated),
         }
 
     def _create_engine(self, url: str) -> Engine:

@@ -53,7 +53,7 @@ class Streamed:
     """What a window's stream leaves behind."""
 
     rows: int
-    sample: pd.DataFrame  # validated rows, at most max_rows, in stream order; empty when not validated
+    sample: pd.DataFrame  # validated rows, at most max_rows, in stream order (text as category); empty when not validated
     sampled: bool  # whether rows were left out of `sample`
     summary: WindowSummary | None  # None when the window was not validated
     watermark: Watermark | None  # the key of the last fresh row (late rows never move it)
@@ -88,8 +88,6 @@ class WindowStream:
         self._nulls: dict[str, int] = {c: 0 for c in (*self._numerical, *self._categorical, cols.timestamp, cols.id)}
         self._infinite: dict[str, int] = {c: 0 for c in self._numerical}
         self._levels: dict[str, _Levels] = {c: _Levels() for c in self._categorical}
-        output = [c for c in (cols.prediction, cols.probability) if c]
-        self._sampled = list(dict.fromkeys([*cols.features, *output]))  # what the drift statistics read
 
     @property
     def rows(self) -> int:
@@ -194,9 +192,8 @@ class WindowStream:
         return codes
 
     def _compact(self, frame: pd.DataFrame, codes: dict[str, np.ndarray]) -> pd.DataFrame:
-        """The batch as the reservoir keeps it: only the columns the drift statistics read, text
-        as category codes over every level seen so far (1-2 bytes a value instead of ~15)."""
-        frame = frame[[c for c in self._sampled if c in frame.columns]]
+        """The batch as the reservoir keeps it: text as category codes over every level seen so
+        far (1-2 bytes a value instead of ~15)."""
         for name in self._model.columns.categorical:
             dtype = pd.CategoricalDtype(self._levels[name].categories())
             frame[name] = pd.Series(pd.Categorical.from_codes(codes[name], dtype=dtype), index=frame.index, name=name)

@@ -145,6 +145,8 @@ class _Retrain:
             estimator, self.compression, data.fit_rows, self.trigger.reason, self.evaluation.metric,
             self.evaluation.challenger_score, self.evaluation.gates, self.trigger.drift_report,
             tags=_evaluation_tags(self.evaluation),
+            # rows the new version was not trained on: its quality estimator is calibrated on them
+            calibration_rows=pd.concat([data.validation, data.holdout], ignore_index=True),
         )  # fmt: skip
         logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
         self.variant, self.version = logged.variant, logged.version

@@ -17,7 +17,10 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
 - Run artifacts: `driftd/reference.parquet` — the rows the version was trained and validated
   on: features, the target, and the prediction (and probability) of the version itself, so
   prediction drift has a reference; `driftd/schema.json` — columns, roles and dtypes;
-  `driftd/drift_report.html` when the trigger supplied one.
+  `driftd/drift_report.html` when the trigger supplied one; `driftd/estimator/cbpe.json` (or
+  `dle.joblib`): the label-free quality estimator (monitor.estimates) fitted on labelled rows
+  the version was not trained on (a retrain's validation + holdout rows, a baseline's holdout),
+  so the daemon estimates a new champion's quality from its first window.
 - Logged models: `sklearn_model` (the uncompressed estimator, cloudpickle — the registry
   is the trust boundary) and `model`, the serving variant: the compressed ONNX graph in a
   pyfunc that predicts from a DataFrame of raw columns (mlflow.onnx's own pyfunc cannot feed
@@ -79,6 +82,7 @@ OUTCOME_TAG, FAILED_REASON_TAG = "driftd.outcome", "driftd.failed_reason"
 REFERENCE_ARTIFACT = "driftd/reference.parquet"
 SCHEMA_ARTIFACT = "driftd/schema.json"
 REPORT_ARTIFACT = "driftd/drift_report.html"
+ESTIMATOR_ARTIFACTS = "driftd/estimator"
 SKLEARN_MODEL = "sklearn_model"
 SERVING_MODEL = "model"
 
@@ -113,6 +117,8 @@ class Candidate:
     gates: tuple[Gate, ...] = ()
     drift_report: Path | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Labelled rows the estimator was not trained on: the quality estimator is fitted on them
+    calibration_rows: pd.DataFrame | None = None
 
     @property
     def variant(self) -> str:
@@ -383,6 +389,7 @@ def log_candidate(client: MlflowClient, model: ModelConfig, candidate: Candidate
         (folder / "schema.json").write_text(json.dumps(schema(model, reference), indent=2))
         if candidate.drift_report is not None and candidate.drift_report.is_file():
             shutil.copyfile(candidate.drift_report, folder / "drift_report.html")
+        _save_estimator(model, candidate, folder / "estimator")
         client.log_artifacts(run_id, str(folder), "driftd")
     tags = version_tags(candidate, sklearn_info.model_uri)
     _ensure_registered_model(client, model)
@@ -526,6 +533,66 @@ def reference_frame(model: ModelConfig, candidate: Candidate) -> pd.DataFrame:
     return reference
 
 
+def _save_estimator(model: ModelConfig, candidate: Candidate, folder: Path) -> None:
+    """Fit the version's quality estimator on its calibration rows, scored by its serving variant.
+    Without one the daemon refits on the reference: worth a warning, never a failed retrain."""
+    from monitor.estimates import fit_for
+    from monitor.estimation import EstimatorError, save_estimator
+
+    rows = candidate.calibration_rows
+    if not model.estimation.enabled or rows is None or model.columns.target is None:
+        return
+    try:
+        frame = estimation_frame(model, candidate, rows)
+        save_estimator(fit_for(model, frame), folder)
+    except (EstimatorError, ValueError) as exc:
+        log.warning("no estimator artifact for %s (%d calibration rows): %s; the daemon will refit on the reference",
+                    model.name, len(rows), exc)
+
+
+def estimation_frame(model: ModelConfig, candidate: Candidate, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (features + target) with the serving variant's prediction and probability columns,
+    as the prediction logs will carry them."""
+    cols = model.columns
+    keep = [c for c in [*cols.features, cols.target] if c and c in rows.columns]
+    frame = rows[keep].reset_index(drop=True)
+    labels, proba = predictions(model, candidate, frame)
+    frame[cols.prediction] = labels
+    if proba is not None and model.task != "regression":
+        proba = np.asarray(proba)
+        if cols.probability and model.task == "binary_classification":
+            frame[cols.probability] = proba[:, -1]
+        classes = list(getattr(candidate.estimator, "classes_", []))
+        for label, column in model.estimation.probabilities.items():
+            index = next((i for i, c in enumerate(classes) if str(c) == str(label)), None)
+            if index is None:
+                raise ValueError(f"estimation.probabilities names class {label!r}, which the model does not predict ({classes})")
+            frame[column] = proba[:, index]
+        if cols.probability and model.task != "binary_classification" and cols.probability not in frame.columns:
+            frame[cols.probability] = proba.max(axis=1)  # the predicted class's confidence
+    return frame
+
+
+def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | None:
+    """The quality estimator logged with `version` (None when it has none). Raises the
+    estimator's own EstimatorError for a file of another format or scikit-learn version."""
+    from monitor.estimation import load_estimator as read
+
+    client = connect(config)
+    mv = client.get_model_version(model.mlflow_name, version)
+    try:
+        found = [f for f in client.list_artifacts(mv.run_id, ESTIMATOR_ARTIFACTS) if not f.is_dir]
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise
+    if not found:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(mv.run_id, found[0].path, tmp)
+        return read(Path(path))
+
+
 def schema(model: ModelConfig, reference: pd.DataFrame) -> dict[str, Any]:
     cols = model.columns
     roles = {**{c: "numerical" for c in cols.numerical}, **{c: "categorical" for c in cols.categorical}}
@@ -565,7 +632,7 @@ def register_baseline(config: Config, model: ModelConfig, estimator: Any, refere
     from retrain.evaluate import primary_metric
 
     compression = _compress_baseline(model, estimator, reference, holdout)
-    candidate = Candidate(estimator, compression, reference, "baseline", primary_metric(model), None)
+    candidate = Candidate(estimator, compression, reference, "baseline", primary_metric(model), None, calibration_rows=holdout)
     return _register_as_champion(config, model, _scored(model, candidate, holdout), kind="baseline")
 
 

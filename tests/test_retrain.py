@@ -407,7 +407,9 @@ def test_drift_retrain_promotes_a_compressed_champion(server, tmp_path):
     assert tags["driftd.window_end"] == NOW.isoformat()
     assert {"train", "compress", "evaluate"} <= set(child_runs(world.config, outcome.run_id))
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "driftd")}
-    assert artifacts == {"driftd/reference.parquet", "driftd/schema.json", "driftd/drift_report.html"}
+    assert artifacts == {"driftd/reference.parquet", "driftd/schema.json", "driftd/drift_report.html", "driftd/estimator"}
+    # the new champion's quality estimator, calibrated on rows it was not trained on, through the server
+    assert [a.path for a in client.list_artifacts(outcome.run_id, "driftd/estimator")] == ["driftd/estimator/cbpe.json"]
 
     version = client.get_model_version("loans-promote", "2")
     assert version.tags["driftd.gate.improvement"].startswith("passed")

@@ -464,13 +464,31 @@ def test_a_version_1_database_is_upgraded_without_taking_checked_rows_for_late_o
     with store.engine.begin() as conn:  # back to what driftd 1 left behind
         conn.exec_driver_sql("ALTER TABLE watermarks DROP COLUMN audit_from_ns")
         conn.exec_driver_sql("DROP TABLE seen_keys")
-        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 2")
+        conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN estimated")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 2")
     store.close()
     upgraded = StateStore(url)
     upgraded.migrate()
     assert upgraded.schema_version() == SCHEMA_VERSION
     audit = upgraded.audit("churn")
     assert audit.audit_from == T0 and len(audit.hashes) == 0  # auditing starts at the watermark
+    upgraded.close()
+
+
+def test_a_version_2_database_gains_the_estimates_column_and_keeps_its_checks(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(url)
+    store.migrate()
+    store.record_check(check("c1", mark=Watermark(T0, 1)))
+    with store.engine.begin() as conn:  # back to what driftd left behind before estimates
+        conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN estimated")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 3")
+    store.close()
+    upgraded = StateStore(url)
+    upgraded.migrate()
+    assert upgraded.schema_version() == SCHEMA_VERSION == 3
+    (old,) = upgraded.recent_checks("churn", 5)
+    assert old.check_id == "c1" and old.estimated is None  # an old check was simply not estimated
     upgraded.close()
 
 

@@ -305,6 +305,12 @@ DRIFTD_METRICS = frozenset({
     "driftd_quality_drop_threshold",
     "driftd_late_rows_total",
     "driftd_null_timestamp_rows",
+    "driftd_estimated_quality",
+    "driftd_estimated_quality_lower",
+    "driftd_estimated_quality_upper",
+    "driftd_estimation_error",
+    "driftd_multivariate_drift_auroc",
+    "driftd_multivariate_drift_p_value",
 })
 DRIFTD_HISTOGRAMS = frozenset({"driftd_check_duration_seconds", "driftd_retrain_duration_seconds"})
 # Histograms exist only as their _bucket/_sum/_count series; `up` comes from Prometheus.
