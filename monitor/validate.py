@@ -184,7 +184,7 @@ def _as_text(series: pd.Series, *, keep_text: bool = False) -> pd.Series:
     Vectorised for text, integer and float columns; anything else (mixed Python objects)
     falls back to converting value by value."""
     if isinstance(series.dtype, pd.StringDtype) or (
-            isinstance(series.dtype, pd.ArrowDtype) and pa_string(series.dtype)):
+            isinstance(series.dtype, pd.ArrowDtype) and _is_arrow_text(series.dtype)):
         if keep_text:
             return series
         return pd.Series(series.to_numpy(dtype=object, na_value=np.nan), index=series.index, name=series.name, dtype=object)
@@ -198,7 +198,7 @@ def _as_text(series: pd.Series, *, keep_text: bool = False) -> pd.Series:
     return pd.Series(out, index=series.index, name=series.name, dtype=object)
 
 
-def pa_string(dtype: pd.ArrowDtype) -> bool:
+def _is_arrow_text(dtype: pd.ArrowDtype) -> bool:
     import pyarrow as pa
 
     return pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype)

@@ -19,7 +19,7 @@ from monitor.results import Watermark
 from monitor.sample import Reservoir
 from monitor.sources import WindowQuery, open_source, watermark_of
 from monitor.validate import InputError, validate_window
-from tests.support.data import CATEGORICAL, NUMERICAL, START, columns, model_config, predictions, write_parts
+from tests.support.data import START, columns, model_config, predictions, write_parts
 
 COLS = columns()
 WANTED = ("ts", "id", "age", "income", "score", "country", "device", "prediction", "probability", "target")
