@@ -263,9 +263,27 @@ DRIFT_METHODS = {
 }
 
 
+# The methods whose decision is calibrated (a p-value from the reference's own null
+# distribution, monitor.calibrate); any other method decides by its fixed threshold.
+CALIBRATED_METHODS = {"numerical": "wasserstein", "categorical": "jensenshannon"}
+
+
 class Method(Strict):
     method: str
-    threshold: float = Field(gt=0)
+    # For a calibrated method (wasserstein, jensenshannon): an effect floor, the score below which
+    # a significant change is ignored (None: no floor). For any other method: Evidently's fixed
+    # threshold (None: the method's own default).
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class MinEffect(Strict):
+    """Effect floors: a test that rejects only counts as drift when its effect reaches the floor.
+    0 (the default) turns a floor off: every significant change counts."""
+
+    numerical: float = Field(default=0.0, ge=0, description="normed Wasserstein score")
+    categorical: float = Field(default=0.0, ge=0, description="Jensen-Shannon distance")
+    missing: float = Field(default=0.0, ge=0, description="window's missing share minus the reference's")
+    unseen: float = Field(default=0.0, ge=0, description="share of window values the reference never saw")
 
 
 class Multivariate(Strict):
@@ -284,9 +302,16 @@ class Multivariate(Strict):
 
 
 class Drift(Strict):
-    numerical: Method = Method(method="wasserstein", threshold=0.1)
-    categorical: Method = Method(method="jensenshannon", threshold=0.1)
+    numerical: Method = Method(method="wasserstein")
+    categorical: Method = Method(method="jensenshannon")
+    # Budget of false dataset-drift verdicts per model per window with no drift at all, held
+    # across every test of the model's features (Benjamini-Hochberg).
+    false_alarm_rate: float = Field(default=0.005, gt=0, lt=0.5)
+    # any: dataset drift when any feature drifted after the correction; share: when at least
+    # dataset_share of the features drifted.
+    dataset_rule: Literal["any", "share"] = "any"
     dataset_share: float = Field(default=0.3, gt=0, le=1)
+    min_effect: MinEffect = MinEffect()
     columns: dict[str, Method] = {}
     multivariate: Multivariate = Multivariate()
 

@@ -92,8 +92,7 @@ def _alert(store: StateStore, model: ModelConfig, result: CheckResult, decision:
     elif not firing:
         return None
     status = "firing" if firing else "resolved"
-    summary = (f"{model.name}: dataset drift ({result.drifted_share:.0%} of features: {', '.join(result.drifted_features)})"
-               if firing else f"{model.name}: drift resolved")
+    summary = f"{model.name}: {drift_summary(result)}" if firing else f"{model.name}: drift resolved"
     joint = result.multivariate
     if firing and joint is not None and joint.drifted:  # what the per-feature list cannot show
         strongest = f", strongest: {', '.join(joint.strongest)}" if joint.strongest else ""
@@ -103,6 +102,29 @@ def _alert(store: StateStore, model: ModelConfig, result: CheckResult, decision:
                       description="; ".join(decision.reasons), check_id=result.check_id, severity="warning", at=now,
                       runbook=f"driftd check -c <config> --model {model.name}; see the Model detail dashboard",
                       valid_for=valid_for)
+
+
+def drift_summary(result: CheckResult) -> str:
+    """The drifted features by name, each with the test that found it, for the alert text."""
+    drifted = [f for f in result.features if f.drifted]
+    if not drifted:
+        return "drift alert firing (the latest window shows no drifted feature)"
+    return f"drift in {len(drifted)} of {len(result.features)} features: " + ", ".join(_why(f) for f in drifted)
+
+
+def _why(feature) -> str:
+    parts = []
+    for test in feature.drifted_by:
+        if test == "distribution":
+            parts.append(f"distribution score {feature.score:.3g}, p={feature.p_value:.1e}" if feature.p_value is not None
+                         else f"distribution score {feature.score:.3g}")
+        elif test == "missing":
+            parts.append(f"{feature.missing_share:.1%} missing")
+        elif test in ("unseen", "novelty"):
+            parts.append(f"{(feature.unseen_share or 0):.1%} values unseen in the reference")
+        elif test == "threshold":
+            parts.append(f"{feature.method} score {feature.score:.3g}, threshold {feature.threshold:.3g}")
+    return f"{feature.feature} ({'; '.join(parts)})" if parts else feature.feature
 
 
 def _history_depth(model: ModelConfig) -> int:

@@ -68,6 +68,8 @@ class Daemon:
             log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
             self.metrics.retrain_finished(job.model, "failed", None)
         self._server = self._start_server()
+        for model in self.config.models:  # a restart keeps a firing alert firing
+            self._publish_alert_state(model.name)
         if not schedule:
             for model in self.config.models:
                 self._intervals[model.name] = _trigger(model)[1]
@@ -229,10 +231,18 @@ class Daemon:
         interval = self._intervals.get(model.name) or _trigger(model)[1]
         verdict = judge(self.store, model, result, turn.champion, now=now,
                         labelled_rows=lambda: self._labelled_rows(model, now), alert_valid_for=timedelta(seconds=3 * interval))
+        self._publish_alert_state(model.name)
         if verdict.alert is not None:
             self.notifier.notify(verdict.alert, model.alerts)
         if verdict.decision.retrain:
             self._retrain(model, result, turn.snapshot, "; ".join(verdict.decision.reasons))
+
+    def _publish_alert_state(self, model: str) -> None:
+        """driftd_alert_firing from the stored alert state (Prometheus' DriftdDatasetDrift follows it)."""
+        from monitor.consequences import DRIFT_ALERT
+
+        alert = self.store.alert_state(model, DRIFT_ALERT)
+        self.metrics.alert_firing(model, DRIFT_ALERT, bool(alert and alert.firing))
 
     def _labelled_rows(self, model: ModelConfig, now: datetime) -> int | None:
         """Labelled rows a retrain starting now would train on; None when they cannot be counted."""

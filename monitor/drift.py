@@ -1,11 +1,17 @@
-"""Drift statistics of one window against the champion's reference, per Evidently's ValueDrift.
+"""Drift of one window against the champion's reference: calibrated per-feature tests in one family.
 
-Every feature (and the model's output) is compared with the method and threshold the
-configuration pins, so a threshold means the same at every window size. A column's score and
-verdict are what Evidently's `ValueDrift(column, method, threshold)` reports for the same rows:
-they come from the very stattest function ValueDrift calls (evidently's stattest registry), on
-the same cleaned columns, so they are identical (tests/test_drift.py and bench/drift_check.py
-compare them with ValueDrift's own test status).
+Every feature (and the model's output) keeps the score Evidently's `ValueDrift(column, method)`
+reports for the same rows — monitor/stats.py computes Evidently's normed Wasserstein and
+Jensen-Shannon without pandas (tests/test_drift.py and tests/test_stats.py compare them with
+Evidently). The verdict is not a fixed threshold on that score: it is the score's p-value under
+no drift at the window's size (monitor/calibrate.py: bootstrap windows of the reference, a
+fitted tail), and two count tests per feature — missing values (null/NaN/inf) against the
+reference's share, values the reference never held against its resolution (a constant
+reference column gets this novelty test instead of a distance). All tests of the model's
+features form one Benjamini-Hochberg family at `drift.false_alarm_rate`; `drift.min_effect`
+(and a calibrated method's `threshold`) ignore significant but tiny changes. Dataset drift:
+any feature drifted (`drift.dataset_rule: any`) or `dataset_share` of them (`share`).
+Methods other than wasserstein/jensenshannon keep Evidently's fixed threshold (its own stattest).
 
 Why not run `Report([ValueDrift, ...])` on every check: about 60% of ValueDrift's time goes
 into the HTML report (Doane histograms, time-index aggregation, plotly figures) that a check
@@ -31,7 +37,9 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from monitor.config import DRIFT_METHODS, Method, ModelConfig
+from monitor import stats
+from monitor.calibrate import NullCache, p_value
+from monitor.config import CALIBRATED_METHODS, DRIFT_METHODS, Method, ModelConfig
 from monitor.results import FeatureDrift
 
 if TYPE_CHECKING:
@@ -41,6 +49,10 @@ log = logging.getLogger(__name__)
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
+# A reference needs this many times the smallest window's rows: its own noise then adds at most
+# 20% to the variance of the comparison (1/n + 1/N), and its resolution for values it never
+# saw (the rule-of-three 3/N) stays far below one row in the smallest window.
+REFERENCE_FACTOR = 5
 
 
 class DriftError(Exception):
@@ -54,6 +66,16 @@ class _Planned(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ColumnReference:
+    """What one reference column's tests need, computed once per reference version."""
+
+    rows: int  # all reference rows, missing included
+    missing: int  # null/NaN/inf values
+    numerical: stats.NumericalReference | None = None
+    categorical: stats.CategoricalReference | None = None
+
+
+@dataclass(frozen=True)
 class PreparedReference:
     """A champion version's reference, typed and wrapped for Evidently once, reused by every check."""
 
@@ -64,6 +86,8 @@ class PreparedReference:
     rows: int
     prediction_column: str | None = None  # None: the reference holds no model output to compare
     columns: Mapping[str, pd.Series] = dataclasses.field(default_factory=dict)  # typed, inf/NaN dropped
+    tests: Mapping[str, ColumnReference] = dataclasses.field(default_factory=dict)
+    nulls: NullCache = dataclasses.field(default_factory=lambda: NullCache(""))
 
 
 @dataclass(frozen=True)
@@ -73,10 +97,16 @@ class DriftOutcome:
     dataset_drifted: bool
     prediction_drift: FeatureDrift | None
     snapshot: Any  # DeferredSnapshot: Evidently's Snapshot of this check, run on first use
+    extra_drifted: tuple[str, ...] = ()  # extra hypotheses (e.g. multivariate) rejected in the family
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
+
+
+def min_reference_rows(model: ModelConfig) -> int:
+    """The smallest reference driftd checks a model against: REFERENCE_FACTOR x window.min_rows."""
+    return REFERENCE_FACTOR * model.window.min_rows
 
 
 def prediction_drift_column(model: ModelConfig) -> tuple[str, str]:
@@ -103,6 +133,14 @@ def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> 
         )
     if frame.empty:
         raise DriftError(f"the {where} has no rows; register a reference with the data the model was trained on")
+    needed = min_reference_rows(model)
+    if len(frame) < needed:
+        raise DriftError(
+            f"the {where} has {len(frame)} rows; drift tests need at least {needed} "
+            f"({REFERENCE_FACTOR} x window.min_rows {model.window.min_rows}) so that the reference's own noise and "
+            "resolution do not decide the verdict. Register a larger reference, or lower window.min_rows "
+            f"to at most {len(frame) // REFERENCE_FACTOR}"
+        )
     output, _ = prediction_drift_column(model)
     prediction_column = output if output in frame.columns else None
     if prediction_column is None:
@@ -113,16 +151,30 @@ def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> 
     typed = _typed(frame, plan, where)
     dataset = Dataset.from_pandas(typed, data_definition=definition)
     columns = {p.column: _finite(typed[p.column]) for p in plan}
+    tests = {p.column: _column_reference(p, typed[p.column], columns[p.column]) for p in plan}
     log.debug("%s prepared in %.2fs (%d rows)", where, time.perf_counter() - started, len(frame))
-    return PreparedReference(version, frame, dataset, definition, len(frame), prediction_column, columns)
+    return PreparedReference(version, frame, dataset, definition, len(frame), prediction_column, columns, tests,
+                             NullCache(version))
 
 
-def check_drift(reference: PreparedReference, window: pd.DataFrame, model: ModelConfig) -> DriftOutcome:
+def _column_reference(p: _Planned, typed: pd.Series, finite: pd.Series) -> ColumnReference:
+    missing = len(typed) - len(finite)
+    if p.kind == NUMERICAL:
+        return ColumnReference(len(typed), missing, numerical=stats.prepare_numerical(finite.to_numpy()))
+    return ColumnReference(len(typed), missing, categorical=stats.prepare_categorical(finite))
+
+
+def check_drift(reference: PreparedReference, window: pd.DataFrame, model: ModelConfig,
+                extra: Mapping[str, float] | None = None) -> DriftOutcome:
     """Compare the window with the reference, column by column.
 
+    Each feature's tests (distribution, missing, unseen/novelty) join one family with `extra`
+    (more hypotheses' p-values by name, e.g. a multivariate test), corrected with
+    Benjamini-Hochberg at drift.false_alarm_rate; dataset drift follows drift.dataset_rule.
     Pass a window already capped with monitor.sample.sample_rows: cost grows with every row.
     Raises DriftError naming the column when a statistic cannot be computed.
     """
+    extra = dict(extra or {})
     plan = _plan(model, reference.prediction_column)
     missing = [p.column for p in plan if p.column not in window.columns]
     if missing:
@@ -132,14 +184,47 @@ def check_drift(reference: PreparedReference, window: pd.DataFrame, model: Model
 
     started = time.perf_counter()
     current = _typed(window, plan, "window")
-    results = [_column_drift(p, reference.columns[p.column], current[p.column]) for p in plan]
+    columns = [_column_tests(p, reference, current[p.column], model) for p in plan]
     log.debug("drift of %s: %.2fs (%d rows)", model.name, time.perf_counter() - started, len(window))
 
-    features = tuple(results[: len(model.columns.features)])
-    prediction = results[len(features)] if reference.prediction_column else None
+    count = len(model.columns.features)
+    drift = model.drift
+    hypotheses = [(i, name, pv) for i, c in enumerate(columns[:count]) for name, pv in c.p_values.items()]
+    hypotheses += [(-1, name, pv) for name, pv in extra.items()]
+    rejected = benjamini_hochberg(np.array([pv for _, _, pv in hypotheses]), drift.false_alarm_rate)
+    by_column: dict[int, set[str]] = {}
+    for (i, name, _), hit in zip(hypotheses, rejected):
+        if hit:
+            by_column.setdefault(i, set()).add(name)
+    floors = {"missing": drift.min_effect.missing, "unseen": drift.min_effect.unseen, "novelty": drift.min_effect.unseen}
+    features = tuple(c.result(by_column.get(i, set()), floors) for i, c in enumerate(columns[:count]))
+    prediction = None
+    if reference.prediction_column:
+        # The model's output is reported beside the features, tested alone at the budget.
+        output = columns[count]
+        prediction = output.result({n for n, pv in output.p_values.items() if pv <= drift.false_alarm_rate}, floors)
     share = sum(f.drifted for f in features) / len(features)
+    extra_drifted = tuple(sorted(by_column.get(-1, set())))
+    if drift.dataset_rule == "share":
+        dataset = share >= drift.dataset_share
+    else:
+        dataset = share > 0 or bool(extra_drifted)
     snapshot = DeferredSnapshot(current, reference, plan)
-    return DriftOutcome(features, share, share >= model.drift.dataset_share, prediction, snapshot)
+    return DriftOutcome(features, share, dataset, prediction, snapshot, extra_drifted)
+
+
+def benjamini_hochberg(p_values: np.ndarray, rate: float) -> np.ndarray:
+    """Which hypotheses Benjamini-Hochberg rejects at `rate`. With no drift at all (every null
+    true) it rejects any with probability at most `rate`: the model's false-alarm budget."""
+    m = len(p_values)
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(p_values, kind="stable")
+    passed = p_values[order] <= rate * np.arange(1, m + 1) / m
+    keep = np.zeros(m, dtype=bool)
+    if passed.any():
+        keep[order[: int(np.flatnonzero(passed).max()) + 1]] = True
+    return keep
 
 
 def save_report_html(outcome: DriftOutcome | DeferredSnapshot, path: Path) -> Path:
@@ -285,32 +370,109 @@ def _finite(series: pd.Series) -> pd.Series:
     return series.replace([-np.inf, np.inf], np.nan).dropna()
 
 
-def _column_drift(p: _Planned, reference: pd.Series, current: pd.Series) -> FeatureDrift:
-    """The score and verdict ValueDrift(p.column, method, threshold) reports for these columns."""
+@dataclass
+class _Tests:
+    """One column's score and raw test results in one window, before the family's correction."""
+
+    planned: _Planned
+    score: float
+    threshold: float | None
+    floor: float  # effect floor of the distribution test (0: none)
+    p_values: dict[str, float]
+    effects: dict[str, float]
+    missing_share: float
+    unseen_share: float | None = None
+    fixed_drifted: bool = False  # a non-calibrated method's own verdict
+
+    def result(self, rejected: set[str], floors: Mapping[str, float]) -> FeatureDrift:
+        def counts(name: str) -> bool:
+            floor = self.floor if name == "distribution" else floors.get(name, 0.0)
+            return floor <= 0 or self.effects.get(name, 0.0) >= floor
+
+        drifted_by = tuple(name for name in sorted(rejected) if counts(name))
+        if self.fixed_drifted:
+            drifted_by += ("threshold",)
+        p = self.planned
+        return FeatureDrift(
+            feature=p.column, kind=p.kind, method=p.method.method, score=self.score, threshold=self.threshold,
+            drifted=bool(drifted_by),
+            p_value=self.p_values.get("distribution", self.p_values.get("novelty")),
+            missing_share=self.missing_share, missing_p_value=self.p_values.get("missing"),
+            unseen_share=self.unseen_share, unseen_p_value=self.p_values.get("unseen", self.p_values.get("novelty")),
+            drifted_by=drifted_by,
+        )  # fmt: skip
+
+
+def _column_tests(p: _Planned, reference: PreparedReference, series: pd.Series, model: ModelConfig) -> _Tests:
+    ref = reference.tests[p.column]
+    finite = _finite(series)
+    rows, present = len(series), len(finite)
+    missing = rows - present
+    p_values = {"missing": stats.missing_p_value(missing, rows, ref.missing, ref.rows)}
+    effects = {"missing": missing / rows - ref.missing / ref.rows}
+    share = missing / rows
+    if CALIBRATED_METHODS[p.kind] != p.method.method:
+        score, drifted, threshold = _evidently_score(p, reference.columns[p.column], finite)
+        return _Tests(p, score, threshold, 0.0, p_values, effects, share, fixed_drifted=drifted)
+    floor = p.method.threshold or getattr(model.drift.min_effect, p.kind)
+    try:
+        if p.kind == NUMERICAL:
+            return _numerical(p, reference, ref, finite, floor, p_values, effects, share)
+        return _categorical(p, reference, ref, finite, floor, p_values, effects, share)
+    except (ValueError, FloatingPointError) as exc:
+        raise DriftError(f"drift of column {p.column!r} with method {p.method.method!r} failed: {exc}") from None
+
+
+def _numerical(p: _Planned, reference: PreparedReference, ref: ColumnReference, finite: pd.Series, floor: float,
+               p_values: dict[str, float], effects: dict[str, float], share: float) -> _Tests:
+    nref = ref.numerical
+    assert nref is not None
+    values = finite.to_numpy()
+    score = stats.normed_wasserstein(nref, values)
+    if nref.constant:
+        # No spread to compare with: the test is whether values other than the constant appear.
+        novel = int(np.count_nonzero(values != nref.sorted[0]))
+        p_values["novelty"] = stats.novelty_p_value(novel, len(values), stats.novelty_rate(nref.rows))
+        effects["novelty"] = novel / len(values)
+        return _Tests(p, score, p.method.threshold, floor, p_values, effects, share, unseen_share=novel / len(values))
+    null = reference.nulls.null(p.column, len(values), nref.rows, lambda n, b, rng: stats.bootstrap_wasserstein(nref, n, b, rng))
+    # A two-valued column's distance is |share - p| x gap: its square is a scaled chi-square(1),
+    # so the gamma tail is exact there (the log-normal one cost power: 10% -> 20% at n = 1,000).
+    p_values["distribution"] = p_value(score, null, "gamma2" if nref.two_valued else "lognormal")
+    effects["distribution"] = score
+    return _Tests(p, score, p.method.threshold, floor, p_values, effects, share)
+
+
+def _categorical(p: _Planned, reference: PreparedReference, ref: ColumnReference, finite: pd.Series, floor: float,
+                 p_values: dict[str, float], effects: dict[str, float], share: float) -> _Tests:
+    cref = ref.categorical
+    assert cref is not None
+    window, unseen_counts = stats.window_categories(cref, finite)
+    score = stats.jensenshannon(cref, window, unseen_counts)
+    unseen = window.unseen / window.rows
+    p_values["unseen"] = stats.novelty_p_value(window.unseen, window.rows, stats.novelty_rate(cref.rows, cref.singletons))
+    effects["unseen"] = unseen
+    if len(cref.categories) >= 2:  # one level has no distribution to compare: the unseen test covers it
+        null = reference.nulls.null(p.column, window.rows, cref.rows, lambda n, b, rng: stats.bootstrap_jensenshannon(cref, n, b, rng))
+        p_values["distribution"] = p_value(score, null, "gamma2")
+        effects["distribution"] = score
+    return _Tests(p, score, p.method.threshold, floor, p_values, effects, share, unseen_share=unseen)
+
+
+def _evidently_score(p: _Planned, reference: pd.Series, current: pd.Series) -> tuple[float, bool, float]:
+    """The score and verdict ValueDrift(p.column, method, threshold) reports, for a method driftd
+    does not calibrate: Evidently's own stattest with its fixed threshold."""
     from evidently.legacy.calculations.stattests import get_stattest
     from evidently.legacy.core import ColumnType
 
     column_type = ColumnType.Numerical if p.kind == NUMERICAL else ColumnType.Categorical
-    current = _finite(current)
-    if p.method.method == "wasserstein":
-        # scipy's wasserstein_distance argsorts each sample and merge-sorts their concatenation;
-        # a pre-sorted window cuts that work by more than a third. The distance depends only on
-        # the sorted values, so it is the same to the last bit (the reference keeps its order:
-        # the norm is its std, whose rounding depends on order).
-        current = pd.Series(np.sort(current.to_numpy()), name=current.name)
     try:
         stattest = get_stattest(reference, current, column_type, p.method.method)
-        result = stattest(reference, current, column_type, p.method.threshold)
+        threshold = p.method.threshold if p.method.threshold is not None else float(stattest.default_threshold)
+        result = stattest(reference, current, column_type, threshold)
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         raise DriftError(
             f"drift of column {p.column!r} with method {p.method.method!r} failed: {exc}; "
             f"choose another method for it under drift.columns.{p.column}"
         ) from None
-    return FeatureDrift(
-        feature=p.column,
-        kind=p.kind,
-        method=p.method.method,
-        score=float(result.drift_score),
-        threshold=p.method.threshold,
-        drifted=bool(result.drifted),
-    )
+    return float(result.drift_score), bool(result.drifted), threshold

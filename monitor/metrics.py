@@ -99,8 +99,25 @@ class Metrics:
             "driftd_drifted_features_ratio", "Share of features that drifted in the last window.", ["model"], registry=r
         )
         self._dataset_drifted = Gauge(
-            "driftd_dataset_drifted", "1 if the drifted share reached the model's dataset_share threshold, else 0.",
+            "driftd_dataset_drifted", "1 if the last window showed dataset drift (drift.dataset_rule), else 0.",
             ["model"], registry=r,
+        )
+        self._feature_p_value = Gauge(
+            "driftd_feature_p_value", "Smallest raw p-value of a feature's drift tests (distribution, missing, unseen) in the last window.",
+            ["model", "feature"], registry=r,
+        )
+        self._feature_missing = Gauge(
+            "driftd_feature_missing_share", "Share of the last window's rows where the feature is null, NaN or infinite.",
+            ["model", "feature"], registry=r,
+        )
+        self._feature_unseen = Gauge(
+            "driftd_feature_unseen_share",
+            "Share of the feature's present values in the last window that the reference never holds (categorical or constant features).",
+            ["model", "feature"], registry=r,
+        )
+        self._alert_firing = Gauge(
+            "driftd_alert_firing", "1 while the policy fires the alert (e.g. DriftdDatasetDrift) for the model, else 0.",
+            ["model", "alert"], registry=r,
         )
         self._prediction_score = Gauge(
             "driftd_prediction_drift_score", "Drift score of the prediction column in the last window.",
@@ -227,6 +244,7 @@ class Metrics:
         return [
             self._checks, self._check_duration, self._last_check, self._interval, self._window_rows,
             self._feature_score, self._feature_drifted, self._drifted_ratio, self._dataset_drifted,
+            self._feature_p_value, self._feature_missing, self._feature_unseen, self._alert_firing,
             self._prediction_score, self._quality, self._labelled_ratio, self._quality_drop,
             self._quality_drop_threshold, self._retrains, self._retrain_duration, self._champion,
             self._model_size, self._source_errors, self._alerts, self._late_rows, self._null_timestamps,
@@ -264,10 +282,21 @@ class Metrics:
         for feature, method in series.features - current:
             self._feature_score.remove(model, feature, method)
         for feature in {f for f, _ in series.features} - {f for f, _ in current}:
-            self._feature_drifted.remove(model, feature)
+            for gauge in (self._feature_drifted, self._feature_p_value, self._feature_missing, self._feature_unseen):
+                _remove(gauge, model, feature)
         for f in result.features:
             self._feature_score.labels(model, f.feature, f.method).set(f.score)
             self._feature_drifted.labels(model, f.feature).set(int(f.drifted))
+            self._feature_missing.labels(model, f.feature).set(f.missing_share)
+            p_value = f.min_p_value
+            if p_value is not None:
+                self._feature_p_value.labels(model, f.feature).set(p_value)
+            else:
+                _remove(self._feature_p_value, model, f.feature)
+            if f.unseen_share is not None:
+                self._feature_unseen.labels(model, f.feature).set(f.unseen_share)
+            else:
+                _remove(self._feature_unseen, model, f.feature)
         series.features = current
 
     def _publish_prediction(self, model: str, series: _ModelSeries, result: CheckResult) -> None:
@@ -332,6 +361,12 @@ class Metrics:
         series.error_metrics = set()
 
     # --- everything else ------------------------------------------------------------------------
+
+    def alert_firing(self, model: str, alert: str, firing: bool) -> None:
+        """The policy's alert state: the one truth Prometheus' rule of the same name follows."""
+        with self._lock:
+            self._series(model)
+            self._alert_firing.labels(model, alert).set(int(firing))
 
     def source_error(self, model: str, kind: str) -> None:
         if kind not in SOURCE_ERROR_KINDS:
@@ -403,6 +438,13 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4) of every metric."""
         return generate_latest(self.registry)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:  # never exported for these labels
+        pass
 
 
 def _check_label(name: str, value: str, allowed: tuple[str, ...]) -> None:

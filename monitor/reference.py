@@ -124,6 +124,8 @@ class References:
                 return cached
             try:
                 frame = validate_reference(load(), model)
+                if champion is not None:
+                    frame = self._topped_up(model, frame, champion, cached)
                 prepared = prepare_reference(frame, model, version)
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
@@ -133,6 +135,32 @@ class References:
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+    def _topped_up(self, model: ModelConfig, frame: pd.DataFrame, champion: Champion, cached: Loaded | None) -> pd.DataFrame:
+        """A retrain's reference holds only its own fit rows; when they are fewer than drift tests
+        need (monitor.drift.min_reference_rows), keep the previous champion's reference for the
+        rest: a sample of its rows tops the new one up. The mix leans toward the old data, so the
+        first windows after such a promotion are compared partly with it: said in the log."""
+        from monitor.drift import min_reference_rows
+        from monitor.validate import validate_reference
+
+        needed = min_reference_rows(model)
+        if len(frame) >= needed:
+            return frame
+        previous = cached.prepared.frame if cached is not None and cached.prepared.version != champion.version else None
+        source = f"version {cached.prepared.version}" if previous is not None else None
+        if previous is None and champion.promoted_over:
+            try:
+                previous = validate_reference(self._from_registry(model, _Version(champion.promoted_over)), model)
+                source = f"version {champion.promoted_over}"
+            except Exception as exc:  # noqa: BLE001 - then the size check says what to do
+                log.warning("cannot read the previous champion's reference to top up %s: %s", model.name, exc)
+        if previous is None or previous.empty:
+            return frame
+        extra = previous.sample(n=min(needed - len(frame), len(previous)), random_state=0)
+        log.warning("reference of %s version %s has %d rows, drift tests need %d: topped up with %d rows of the "
+                    "previous champion's reference (%s)", model.name, champion.version, len(frame), needed, len(extra), source)
+        return pd.concat([frame, extra[[c for c in frame.columns if c in extra.columns]]], ignore_index=True)
 
     def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame) -> Signals:
         """The champion's estimator (its artifact, else refitted) and multivariate reference."""
@@ -182,6 +210,11 @@ class References:
                 log.warning("cannot read the validation score of %s version %s: %s", model.mlflow_name, version, exc)
                 return None
         return self._scores[key]
+
+
+@dataclass(frozen=True)
+class _Version:
+    version: str
 
 
 def registry_exists(config: Config) -> bool:

@@ -33,11 +33,11 @@ def check_report(result: CheckResult) -> str:
     head += f"  reference {result.reference_version}"
     parts = [head]
     if result.features:
-        rows = [(f.feature, f.method, f.score, f.threshold, f.drifted) for f in result.features]
+        rows = [_feature_row(f.feature, f) for f in result.features]
         if result.prediction_drift:
             p = result.prediction_drift
-            rows.append((f"{p.feature} (prediction)", p.method, p.score, p.threshold, p.drifted))
-        parts.append(table(("feature", "method", "score", "threshold", "drifted"), rows))
+            rows.append(_feature_row(f"{p.feature} (prediction)", p))
+        parts.append(table(("feature", "method", "score", "p-value", "missing", "unseen", "drifted"), rows))
     if result.quality:
         quality = result.quality
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(quality.metrics.items()))
@@ -69,13 +69,20 @@ def check_report(result: CheckResult) -> str:
     return "\n".join(parts)
 
 
+def _feature_row(name: str, f) -> tuple[object, ...]:
+    p_value = f.min_p_value
+    drifted = ", ".join(f.drifted_by) if f.drifted else "no"
+    unseen = "-" if f.unseen_share is None else f"{f.unseen_share:.1%}"
+    return (name, f.method, f"{f.score:.4g}", "-" if p_value is None else f"{p_value:.2g}", f"{f.missing_share:.1%}", unseen, drifted)
+
+
 def verdict(result: CheckResult) -> str:
     if result.status is CheckStatus.DRIFT and result.multivariate and result.multivariate.drifted and not result.drifted_features:
         return f"DRIFT: the joint distribution moved (multivariate AUROC {result.multivariate.auroc:.3f}); no single feature drifted"
     if result.status is CheckStatus.DRIFT:
         return f"DRIFT: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}): {', '.join(result.drifted_features)}"
     if result.status is CheckStatus.OK:
-        return f"OK: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}), below the dataset threshold"
+        return f"OK: {len(result.drifted_features)} of {len(result.features)} features drifted ({result.drifted_share:.0%}), no dataset drift"
     if result.status is CheckStatus.INSUFFICIENT_DATA:
         return f"INSUFFICIENT DATA: {result.message}"
     return f"ERROR: {result.message}"

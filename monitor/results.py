@@ -39,12 +39,27 @@ class Watermark:
 
 @dataclass(frozen=True)
 class FeatureDrift:
+    """One column's tests in one window (monitor.drift). p-values are raw; `drifted` is the
+    verdict after the model's multiple-testing correction and effect floors."""
+
     feature: str
     kind: str  # numerical | categorical
     method: str
-    score: float
-    threshold: float
+    score: float  # Evidently's score for the method (normed Wasserstein, Jensen-Shannon, ...)
+    threshold: float | None  # calibrated methods: effect floor (None: none); others: fixed threshold
     drifted: bool
+    p_value: float | None = None  # distribution test (novelty for a constant reference); None: not calibrated
+    missing_share: float = 0.0  # null/NaN/inf share of the window's rows
+    missing_p_value: float | None = None  # one-sided: more missing than the reference
+    unseen_share: float | None = None  # share of present values the reference never holds (categorical / constant)
+    unseen_p_value: float | None = None
+    drifted_by: tuple[str, ...] = ()  # which tests drifted: distribution, novelty, missing, unseen, threshold
+
+    @property
+    def min_p_value(self) -> float | None:
+        """The smallest of the column's p-values (None when none was computed)."""
+        values = [p for p in (self.p_value, self.missing_p_value, self.unseen_p_value) if p is not None]
+        return min(values) if values else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from monitor.config import ModelConfig
 from monitor.late import key_hashes, nanoseconds
 from monitor.results import Watermark
 from monitor.sample import Reservoir
-from monitor.validate import BadValues, InputError, numeric_columns, validate_batch, window_problems
+from monitor.validate import BadValues, InputError, numeric_columns, outside_unit, validate_batch, window_problems
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class WindowStream:
         self._categorical = [*cols.categorical, *([cols.prediction] if cols.prediction not in self._numerical else [])]
         self._nulls: dict[str, int] = {c: 0 for c in (*self._numerical, *self._categorical, cols.timestamp, cols.id)}
         self._infinite: dict[str, int] = {c: 0 for c in self._numerical}
+        self._outside = BadValues(0, None)  # probabilities outside [0, 1]
         self._levels: dict[str, _Levels] = {c: _Levels() for c in self._categorical}
 
     @property
@@ -123,7 +124,8 @@ class WindowStream:
         if not self._validate:
             return Streamed(self._rows, empty, False, None, self._watermark, key_ns, hashes, None)
         assert self._reservoir is not None
-        error = self._error or (window_problems(self._model, self._rows, self._nulls, self._bad) if self._rows else None)
+        error = self._error or (window_problems(self._model, self._rows, self._nulls, self._bad, self._infinite, self._outside)
+                                if self._rows else None)
         summary = self._summary()
         if error is not None:
             return Streamed(self._rows, empty, False, summary, self._watermark, key_ns, hashes, error)
@@ -185,6 +187,11 @@ class WindowStream:
             values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
             self._nulls[name] += int(np.isnan(values).sum())
             self._infinite[name] += int(np.isinf(values).sum())
+            if name == self._model.columns.probability:
+                found = outside_unit(frame[name].astype(np.float64))
+                if found.count:
+                    first = self._outside.sample if self._outside.count else found.sample
+                    self._outside = BadValues(self._outside.count + found.count, first)
         codes = {}
         for name in self._categorical:
             codes[name] = self._levels[name].encode(frame[name])

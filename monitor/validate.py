@@ -21,13 +21,13 @@ import pandas as pd
 
 from monitor.config import ModelConfig
 
-NAN_FLOOD_SHARE = 0.5  # more NaN than this in a feature means the logging is broken, not drift
+NAN_FLOOD_SHARE = 0.5  # more missing (NaN or inf) than this in a feature means the logging is broken, not drift
 _EXACT_INT = 2.0**53  # whole floats below this convert to int64 exactly
 
 
 @dataclass(frozen=True)
 class BadValues:
-    """Values of a numerical column that are not numbers: how many, and the first one seen."""
+    """Values of a column that cannot be used: how many, and the first one seen."""
 
     count: int
     sample: object
@@ -68,15 +68,24 @@ def validate_batch(frame: pd.DataFrame, model: ModelConfig) -> tuple[pd.DataFram
     return _cast(frame, model, keep_text=True)
 
 
-def window_problems(model: ModelConfig, rows: int, nulls: Mapping[str, int], bad: Mapping[str, BadValues]) -> InputError | None:
+def window_problems(model: ModelConfig, rows: int, nulls: Mapping[str, int], bad: Mapping[str, BadValues],
+                    infinite: Mapping[str, int] | None = None, outside: BadValues | None = None) -> InputError | None:
     """The verdict validate_window gives a window, from counts over all its rows: `nulls` per
-    feature and key column (NaN/null after casting), `bad` the non-numeric values per column."""
+    feature and key column (null/NaN after casting), `infinite` the ±inf per numerical column,
+    `bad` the non-numeric values per column, `outside` the probabilities outside [0, 1]."""
     what = f"the window of model {model.name!r}"
     if rows == 0:
         return InputError(f"{what} is empty: there are no rows to check")
+    infinite = infinite or {}
     problems = [(name, _non_numeric(name, b, rows)) for name, b in bad.items() if b.count]
     flagged = {name for name, _ in problems}
-    problems += [(c, p) for c in model.columns.features if c not in flagged for p in [_nan_share_problem(nulls[c] / rows, c)] if p]
+    problems += [(c, p) for c in model.columns.features if c not in flagged
+                 for p in [_missing_problem(nulls[c] + infinite.get(c, 0), infinite.get(c, 0), rows, c)] if p]
+    probability = model.columns.probability
+    if probability and probability not in flagged and outside is not None:
+        problem = _probability_problem(outside, rows, probability)
+        if problem:
+            problems.append((probability, problem))
     if problems:
         return _unusable(what, problems)
     return _keyless({key: nulls[key] for key in (model.columns.timestamp, model.columns.id)}, model)
@@ -104,6 +113,11 @@ def _validated(frame: pd.DataFrame, model: ModelConfig, required: list[str], wha
     out, bad = _cast(frame, model, keep_text=False)
     problems = [(name, _non_numeric(name, b, len(frame))) for name, b in bad.items()]
     problems += [(c, p) for c in model.columns.features if c not in bad for p in [_nan_problem(out[c], c)] if p]
+    probability = model.columns.probability
+    if probability and probability in out.columns and probability not in bad:
+        problem = _probability_problem(outside_unit(out[probability]), len(out), probability)
+        if problem:
+            problems.append((probability, problem))
     if problems:
         raise _unusable(what, problems)
     return out
@@ -247,16 +261,46 @@ def _without_nullable(series: pd.Series) -> pd.Series:
     return series.astype(series.dtype.numpy_dtype)
 
 
+def missing_mask(series: pd.Series) -> np.ndarray:
+    """Null, NaN and +-inf: the values no drift statistic can use (inf counts like NaN)."""
+    missing = series.isna().to_numpy().copy()
+    if series.dtype == np.float64:
+        missing |= np.isinf(series.to_numpy())
+    return missing
+
+
 def _nan_problem(series: pd.Series, name: str) -> str | None:
-    return _nan_share_problem(float(series.isna().mean()), name)
+    missing = missing_mask(series)
+    infinite = int(np.isinf(series.to_numpy()).sum()) if series.dtype == np.float64 else 0
+    return _missing_problem(int(missing.sum()), infinite, len(missing), name)
 
 
-def _nan_share_problem(share: float, name: str) -> str | None:
+def _missing_problem(missing: int, infinite: int, rows: int, name: str) -> str | None:
+    """The NaN-flood verdict from counts: `missing` null/NaN/inf values (`infinite` of them inf) in `rows`."""
+    share = missing / rows if rows else 0.0
+    what = f"NaN or inf ({infinite} infinite)" if infinite else "NaN"
     if share == 1.0:
-        return f"{name!r} is empty (all values are NaN); check the logging of this feature"
+        return f"{name!r} is empty (all values are {what}); check the logging of this feature"
     if share > NAN_FLOOD_SHARE:
         return (
-            f"{name!r} is {share:.0%} NaN (more than {NAN_FLOOD_SHARE:.0%}); "
-            "the feature is probably no longer logged"
+            f"{name!r} is {share:.0%} missing: {what} (more than {NAN_FLOOD_SHARE:.0%}); "
+            "the feature is probably no longer logged correctly"
         )
     return None
+
+
+def outside_unit(series: pd.Series) -> BadValues:
+    """The probabilities outside [0, 1] in a float64 column: how many, and the first one."""
+    values = series.to_numpy()
+    outside = ~np.isnan(values) & ((values < 0) | (values > 1))
+    return BadValues(int(outside.sum()), float(values[outside][0]) if outside.any() else None)
+
+
+def _probability_problem(outside: BadValues, rows: int, name: str) -> str | None:
+    if not outside.count:
+        return None
+    return (
+        f"{name!r} is the probability column but {outside.count} of {rows} values lie outside [0, 1] "
+        f"(such as {outside.sample!r}); log the positive class's probability, not a score or logit, "
+        "or remove columns.probability"
+    )

@@ -31,6 +31,7 @@ def test_adopt_promote_rollback_and_status(tmp_path):
             "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
                         "target": TARGET, "numerical": NUMERICAL, "categorical": CATEGORICAL},
             "task": "binary_classification",
+            "window": {"min_rows": 300},  # a 1,500-row reference: drift tests need 5 x min_rows
         }],
     }))
     config = load_config(config_path)

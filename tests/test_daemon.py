@@ -71,11 +71,15 @@ def test_drift_reaches_prometheus_webhook_and_alertmanager_then_resolves(tmp_pat
                                            if a["labels"].get("model") == "churn"], timeout=30)
                 assert alerts[0]["labels"]["alertname"] == "DriftdDatasetDrift"
                 am_hook.wait_for(1, timeout=30)
+                # the policy's alert state, which Prometheus' DriftdDatasetDrift follows
+                firing_state = 'driftd_alert_firing{model="churn",alert="DriftdDatasetDrift"}'
+                wait_for(lambda: [r for r in query(prom, firing_state) if r["value"][1] == "1"], timeout=30)
 
                 for _ in range(3):
                     _feed(table, tmp_path, 600, shift=0.0)
                 resolved = wait_for(lambda: [r.json for r in hook.requests if r.json.get("status") == "resolved"], timeout=30)
                 assert resolved[0]["model"] == "churn"
+                wait_for(lambda: [r for r in query(prom, firing_state) if r["value"][1] == "0"], timeout=30)
                 wait_for(lambda: not [a for a in httpx.get(f"{am_url}/api/v2/alerts", params={"active": "true"}).json()
                                       if a["labels"].get("model") == "churn" and a["status"]["state"] == "active"], timeout=30)
                 assert driftd.stop() == 0

@@ -141,6 +141,7 @@ def test_model_dashboard_covers_the_model_view():
         "driftd_feature_drift_score", "driftd_feature_drifted", "driftd_model_quality",
         "driftd_labelled_rows_ratio", "driftd_window_rows", "driftd_check_duration_seconds_bucket",
         "driftd_source_errors_total", "driftd_alerts_total", "driftd_model_size_bytes",
+        "driftd_feature_p_value", "driftd_feature_missing_share", "driftd_feature_unseen_share", "driftd_alert_firing",
     }
     types = {p["type"] for p in walk_panels(d["panels"])}
     assert {"state-timeline", "timeseries", "table"} <= types

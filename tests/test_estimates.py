@@ -112,7 +112,7 @@ def logged(tmp_path: Path):
     with_predictions(estimator, frame.iloc[3000:4500]).to_parquet(reference, index=False)
     window = frame.iloc[4500:]
     write_log(tmp_path / "logs", estimator, window, labelled=0.5, seed=4)
-    model = model_config("loans", tmp_path / "logs" / "*.parquet", reference=reference, window={"size": "3d", "min_rows": 500})
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", reference=reference, window={"size": "3d", "min_rows": 300})
     return Config(models=[model]), model, estimator, window
 
 
@@ -230,7 +230,7 @@ def _baseline(config: Config, model: ModelConfig, seed: int) -> tuple[str, pd.Da
 
 
 def test_the_calibrator_is_logged_with_each_version_and_follows_a_promotion(tmp_path: Path):
-    model = model_config("loans", tmp_path / "logs" / "*.parquet", retrain={"compression": ["onnx"]})
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", retrain={"compression": ["onnx"]}, window={"min_rows": 300})
     config = Config(mlflow=MLflowConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "artifacts")),
                     models=[model])
     first, holdout = _baseline(config, model, seed=1)

@@ -39,11 +39,16 @@ CONTRACT = {
     "driftd_quality_drop_threshold": ("model",),
     "driftd_late_rows": ("model",),
     "driftd_null_timestamp_rows": ("model",),
+    "driftd_feature_p_value": ("model", "feature"),
+    "driftd_feature_missing_share": ("model", "feature"),
+    "driftd_feature_unseen_share": ("model", "feature"),
+    "driftd_alert_firing": ("model", "alert"),
 }
 
 
 def feature(name: str, score: float, drifted: bool, method: str = "wasserstein") -> FeatureDrift:
-    return FeatureDrift(name, "numerical", method, score, 0.1, drifted)
+    return FeatureDrift(name, "numerical", method, score, None, drifted, p_value=1e-7 if drifted else 0.4,
+                        missing_share=0.02, missing_p_value=0.6)
 
 
 def check(
@@ -115,6 +120,11 @@ def realistic(metrics: Metrics) -> Metrics:
     metrics.alert("churn", "slack", "sent")
     metrics.late_rows("churn", 12)
     metrics.null_timestamp_rows("churn", 3)
+    metrics.publish_check(check(CheckStatus.OK, at=T0 + timedelta(hours=1), features=(
+        feature("age", 0.02, False), feature("income", 0.3, True),
+        FeatureDrift("country", "categorical", "jensenshannon", 0.2, None, True, p_value=0.3, missing_share=0.0,
+                     missing_p_value=1.0, unseen_share=0.05, unseen_p_value=1e-9, drifted_by=("unseen",)))))
+    metrics.alert_firing("churn", "DriftdDatasetDrift", True)
     return metrics
 
 
@@ -164,6 +174,22 @@ def test_drift_window_sets_gauges(metrics: Metrics) -> None:
     assert value(metrics, "driftd_labelled_rows_ratio", model="churn") == 0.4
     assert value(metrics, "driftd_last_check_timestamp_seconds", model="churn") == T0.timestamp() + 1.5
     assert value(metrics, "driftd_check_duration_seconds_count", model="churn") == 1
+
+
+def test_calibrated_tests_and_the_policy_alert_state_are_exported(metrics: Metrics) -> None:
+    realistic(metrics)
+    assert value(metrics, "driftd_feature_p_value", model="churn", feature="income") == 1e-7
+    assert value(metrics, "driftd_feature_p_value", model="churn", feature="country") == 1e-9  # the smallest test
+    assert value(metrics, "driftd_feature_missing_share", model="churn", feature="age") == 0.02
+    assert value(metrics, "driftd_feature_unseen_share", model="churn", feature="country") == 0.05
+    assert {"model": "churn", "feature": "age"} not in series(metrics, "driftd_feature_unseen_share")  # numerical
+    assert value(metrics, "driftd_alert_firing", model="churn", alert="DriftdDatasetDrift") == 1
+    metrics.alert_firing("churn", "DriftdDatasetDrift", False)
+    assert value(metrics, "driftd_alert_firing", model="churn", alert="DriftdDatasetDrift") == 0
+    # a feature leaving the model takes its series along
+    metrics.publish_check(check(CheckStatus.OK, features=(feature("age", 0.02, False),)))
+    assert series(metrics, "driftd_feature_unseen_share") == []
+    assert series(metrics, "driftd_feature_p_value") == [{"model": "churn", "feature": "age"}]
 
 
 def test_error_and_insufficient_windows_are_counted_but_keep_the_last_verdict(metrics: Metrics) -> None:

@@ -102,14 +102,16 @@ class _Story:
         self.serving.refresh()
 
     def until_promoted(self, on_drift=None) -> None:
-        """`on_drift` runs once, right after the first drifted window: time stands still until it
-        returns, so a scraper can see the drift however fast the machine steps the story."""
+        """`on_drift` runs once, right after the window that made the policy fire its drift alert:
+        time stands still until it returns, so a scraper can see the alert however fast the
+        machine steps the story."""
         for _ in range(3):
             self.step()
         self.production.shift(1.0)
         for _ in range(12):
             self.step()
-            if on_drift is not None and self.daemon.store.recent_checks(MODEL, 1)[0].dataset_drifted:
+            alert = self.daemon.store.alert_state(MODEL, "DriftdDatasetDrift")
+            if on_drift is not None and alert is not None and alert.firing:
                 on_drift()
                 on_drift = None
             jobs = [j for j in self.daemon.store.retrain_jobs(MODEL) if j.status in ("succeeded", "failed")]

@@ -58,7 +58,8 @@ def make_world(
 ) -> World:
     """A champion trained before the drift, registered, and `rows` drifted production rows logged."""
     options = {"min_labelled_rows": 1000, "training_window": "7d", "compression": ["onnx"], **retrain}
-    model = model_config(name, root / name / "logs" / "*.parquet", retrain=options)
+    # a 2,400-row reference: drift tests need 5 x min_rows
+    model = model_config(name, root / name / "logs" / "*.parquet", retrain=options, window={"min_rows": 300})
     config = Config(
         mlflow=MLflowConfig(
             tracking_uri=tracking_uri or f"sqlite:///{root / 'mlflow.db'}",

@@ -37,7 +37,7 @@ URLS = {
 
 
 def _config(tmp_path: Path, shape: str) -> Path:
-    predictions(500, seed=1).to_parquet(tmp_path / "reference.parquet", index=False)
+    predictions(2500, seed=1).to_parquet(tmp_path / "reference.parquet", index=False)  # 5 x the default min_rows
     config = {
         "state_url": f"sqlite:///{tmp_path / 'state.db'}",
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},

@@ -191,7 +191,7 @@ def test_a_nan_flood_is_judged_on_the_whole_window_not_one_batch(tmp_path: Path,
     with pytest.raises(InputError) as whole:
         validate_window(frame, model_config())
     assert isinstance(window.error, InputError) and str(window.error) == str(whole.value)
-    assert "70% NaN" in str(window.error)
+    assert "70% missing" in str(window.error)
 
 
 def test_non_numeric_values_are_counted_over_every_batch(tmp_path: Path, small_batches: None) -> None:
@@ -231,3 +231,17 @@ def test_postgres_scan_streams_through_a_server_side_cursor(small_batches: None)
     assert len(batches) == 14 and all(len(b) <= 97 for b in batches)
     pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), whole)
     assert whole["id"].tolist() == frame["id"].iloc[201:].tolist()
+
+
+def test_inf_floods_and_impossible_probabilities_get_validate_windows_verdict(tmp_path: Path, small_batches: None) -> None:
+    frame = predictions(1_000, seed=15)
+    frame.loc[:399, "income"] = np.nan
+    frame.loc[400:699, "income"] = np.inf  # 70% missing, 300 of them infinite
+    frame.loc[[10, 600], "probability"] = [1.5, -0.2]
+    write_parts(frame, tmp_path, 1)
+    _, inputs = _inputs(tmp_path)
+    window = read_window(inputs, WindowSpec(since=START - timedelta(seconds=1), until=UNTIL), UNTIL)
+    with pytest.raises(InputError) as whole:
+        validate_window(frame, model_config())
+    assert isinstance(window.error, InputError) and str(window.error) == str(whole.value)
+    assert window.error.columns == ("income", "probability")

@@ -79,7 +79,29 @@ def test_nan_flood_names_the_column_and_its_share() -> None:
     with pytest.raises(InputError) as err:
         validate_window(window, MODEL)
 
-    assert err.value.column == "income" and "73% NaN" in str(err.value)
+    assert err.value.column == "income" and "73% missing: NaN" in str(err.value)
+
+
+def test_inf_flood_is_rejected_like_a_nan_flood() -> None:
+    window = predictions(100)
+    window.loc[:89, "income"] = np.inf  # 90 of 100: the rest must not be scored as if nothing happened
+
+    with pytest.raises(InputError) as err:
+        validate_window(window, MODEL)
+
+    assert err.value.column == "income" and "90% missing: NaN or inf (90 infinite)" in str(err.value)
+
+
+def test_probability_outside_zero_one_is_an_input_error_naming_the_column() -> None:
+    window = predictions(100)
+    window.loc[7, "probability"] = 1.7
+    window.loc[9, "probability"] = -0.2
+
+    with pytest.raises(InputError) as err:
+        validate_window(window, MODEL)
+
+    assert err.value.column == "probability"
+    assert "2 of 100 values lie outside [0, 1] (such as 1.7)" in str(err.value)
 
 
 def test_half_nan_is_still_usable() -> None:
