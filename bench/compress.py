@@ -36,17 +36,17 @@ from retrain.evaluate import Served, gate_compression  # noqa: E402
 SEED, ROWS, MAX_LOSS = 0, 50_000, 0.01
 
 
-def dataset() -> tuple[pd.DataFrame, list[str], list[str]]:
-    X, y = make_classification(n_samples=ROWS, n_features=30, n_informative=15, n_redundant=6,
+def dataset(rows: int = ROWS) -> tuple[pd.DataFrame, list[str], list[str]]:
+    X, y = make_classification(n_samples=rows, n_features=30, n_informative=15, n_redundant=6,
                                flip_y=0.03, class_sep=0.8, shuffle=False, random_state=SEED)
     rng = np.random.default_rng(SEED)
-    order = rng.permutation(ROWS)  # shuffle=False keeps informative features first, but rows sorted by class
+    order = rng.permutation(rows)  # shuffle=False keeps informative features first, but rows sorted by class
     X, y = X[order], y[order]
     numerical = [f"x{i}" for i in range(27)]
     frame = pd.DataFrame(X[:, 3:30], columns=numerical)  # informative features 0-2 become categories
     categorical = []
     for j in range(3):
-        codes = np.digitize(X[:, j] + rng.normal(0, 0.3, ROWS), [-1.0, -0.3, 0.3, 1.0])
+        codes = np.digitize(X[:, j] + rng.normal(0, 0.3, rows), [-1.0, -0.3, 0.3, 1.0])
         frame[f"c{j}"] = np.array(["a", "b", "c", "d", "e"])[codes]
         categorical.append(f"c{j}")
     frame["y"] = y
@@ -68,6 +68,7 @@ def size(n: int) -> str:
 
 def gated(result, holdout: pd.DataFrame, pipe, numerical: list[str], categorical: list[str]):
     """The holdout gate on `compress`'s choice: (served variant or None, gate, refusals)."""
+    result = result.with_lossless()  # the fallback; a retrain builds it only when the chosen variant is refused
     columns = Columns(timestamp="ts", id="id", prediction="prediction", target="y", numerical=numerical, categorical=categorical)
     model = ModelConfig(name="bench", source=FilesSource(type="files", path="unused"), columns=columns,
                         task="binary_classification", retrain=RetrainOptions(max_quality_loss=MAX_LOSS))

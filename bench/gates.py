@@ -96,6 +96,7 @@ def one_seed(family: str, params: dict, seed: int) -> Seed:
     result = compress(challenger, validation, target=TARGET, numerical=NUMERICAL, categorical=CATEGORICAL,
                       task=model.task, strategies=["onnx", "prune", "quantize"], max_quality_loss=OPTIONS.max_quality_loss,
                       confidence=OPTIONS.confidence, seed=seed, latency_calls=20, batch_rows=1000)
+    result = result.with_lossless()  # the gate's fallback (a retrain builds it only when the chosen one is refused)
     candidates = [Served(v.name, served_labels(result, v.name, holdout, challenger), lossless=v.lossless)
                   for v in dict.fromkeys(v for v in (result.chosen, result.lossless) if v is not None)]
     ev = evaluate(model, holdout, champion=Served("champion", champion.predict(holdout[FEATURES])),

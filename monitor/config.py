@@ -353,6 +353,8 @@ class RetrainOptions(Strict):
     # variant at exactly the loss budget passed the 95% bound in up to 23% (100 rows) / 9%
     # (200) of holdouts, 4-7% from 500 rows on (bench/gates.py, part 2).
     min_holdout_rows: int = Field(default=500, ge=1)
+    # Threads a retrain trains on (estimators with n_jobs, OpenMP ones); unset: every core the process may use.
+    n_jobs: int | None = Field(default=None, ge=1)
     enabled: bool = True
 
 
@@ -494,10 +496,20 @@ class Defaults(Strict):
     estimation: Estimation = Estimation()
 
 
+class DaemonOptions(Strict):
+    """How `driftd run` schedules checks (monitor.scheduler)."""
+
+    workers: int | None = Field(default=None, ge=1, description="checks at once; unset: two per core the process may use")
+    jitter: float = Field(default=0.05, ge=0, le=1, description="share of the interval a run may be delayed by (seeded)")
+    stagger: float = Field(default=0.5, ge=0, le=1, description="share of the interval first runs are spread over")
+    seed: int = 0
+
+
 class Config(Strict):
     state_url: str = "sqlite:///driftd-state.db"
     mlflow: MLflowConfig = MLflowConfig()
     server: Server = Server()
+    daemon: DaemonOptions = DaemonOptions()
     logging: Logging = Logging()
     alerts: Alerts = Alerts()
     defaults: Defaults = Defaults()

@@ -1,5 +1,5 @@
 """scikit-learn's native thread pools, pinned to one thread for the code that fits and predicts
-inside a check."""
+inside a check, and BLAS pinned to one thread for the whole daemon."""
 
 from __future__ import annotations
 
@@ -19,3 +19,23 @@ def one_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+_pinned: list[Any] = []  # keeps the daemon's BLAS limit alive
+
+
+def pin_blas() -> None:
+    """One BLAS thread for the rest of the process (the daemon's).
+
+    OpenBLAS threads spin while they wait: a 5k-row check cost 0.38-0.41 CPU-s with the default
+    threads against 0.16-0.18 with one, and the daemon already runs checks side by side on its
+    workers. OpenMP is left alone (a retrain trains on every core; `check` code pins it with
+    `one_thread`). The deploy files also set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS=1, which covers
+    libraries loaded after this call.
+    """
+    import numpy  # noqa: F401  (loads BLAS)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    if not _pinned:
+        _pinned.append(threadpool_limits(limits=1, user_api="blas"))

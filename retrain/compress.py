@@ -13,8 +13,17 @@ The validation rows are split in two seeded halves (``selection_split``):
   within ``max_quality_loss``. Greedy selection overfits the rows it ran on (FACTS: validation
   -0.04 pt, test -1.8 pt), so the rows that judge a ladder are not the rows that built it.
 
-Strategies, by model family (every variant is an ONNX graph; the plain conversion is
-always built, it is the fallback and the base of int8):
+Candidates are scored NATIVELY: every candidate that is a scikit-learn model (the plain model,
+every pruned one) is measured on the SELECT rows with sklearn's own predictions, which is what
+its ONNX graph must reproduce anyway. Only then are the passing candidates converted, smallest
+first (by pickled size, the native measure of a model's size), and the first whose graph agrees
+with its sklearn source (``FIDELITY``) and keeps the loss bound on its own ONNX predictions is
+chosen; its size and latency are measured on the graph. Converting every candidate cost ~30 s
+of a RandomForest(100)'s retrain (skl2onnx builds tree nodes in Python). The plain conversion,
+the gate's lossless fallback, is built only when it is needed: when it is chosen, when int8
+quantization needs it, or lazily through ``CompressionResult.with_lossless``.
+
+Strategies, by model family (every served variant is an ONNX graph):
 - ``onnx``: skl2onnx conversion of the whole pipeline, checked against sklearn. When it
   agrees with the sklearn model it is *lossless*: it may serve whatever the holdout size.
 - ``prune``: forests -> greedy forward selection of trees, optionally after cost-complexity
@@ -32,8 +41,9 @@ from __future__ import annotations
 import copy
 import pickle
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -69,6 +79,7 @@ MAX_GREEDY = 128  # trees a greedy selection may pick
 SHARES = (0.5, 0.25)  # shares of the (greedily ordered) trees or stages offered as rungs
 MAX_PRUNE_ROWS = 20_000  # build rows used to choose what to prune
 BUILD_SHARE = 0.5  # of the validation rows, the rest select
+LATENCY_BUDGET, MIN_CALLS = 1.0, 20  # seconds and calls of a single-row latency measurement
 FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 BOOSTERS = (GradientBoostingClassifier, GradientBoostingRegressor,
             HistGradientBoostingClassifier, HistGradientBoostingRegressor)
@@ -93,6 +104,8 @@ class Variant:
     metric: str = "accuracy"
     loss_bound: float = 0.0  # upper confidence bound of the loss vs the uncompressed model
     lossless: bool = False  # the plain conversion, agreeing with the sklearn model
+    converted: bool = True  # False: scored natively, never converted (size_bytes is then its pickle size)
+    native_bytes: int = 0  # pickled size of its sklearn model (int8: scaled by its graph's shrink), ranks candidates
 
     @property
     def metric_value(self) -> float:
@@ -121,10 +134,25 @@ class CompressionResult:
     lossless_model: onnx.ModelProto | None = None  # the plain conversion, when it agrees with sklearn
     build_rows: int = 0
     select_rows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # where compress spent its time, by stage
+    _plain: Callable[[], tuple[Variant, onnx.ModelProto | None]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def lossless(self) -> Variant | None:
         return next((v for v in self.variants if v.lossless), None) if self.lossless_model is not None else None
+
+    def with_lossless(self) -> "CompressionResult":
+        """This result with the plain conversion built and measured, when it was not already
+        (the gate's fallback after the chosen lossy variant is refused). ``lossless`` stays
+        None when the graph does not agree with the sklearn model."""
+        if self.lossless_model is not None or self._plain is None:
+            return self
+        started = time.perf_counter()
+        variant, graph = self._plain()
+        variants = tuple(variant if v.name == variant.name else v for v in self.variants)
+        seconds = {**self.seconds, "lossless fallback": time.perf_counter() - started}
+        return replace(self, variants=variants, lossless_model=graph if variant.lossless else None, seconds=seconds,
+                       _plain=None)
 
     def serving(self, variant: Variant | None) -> "CompressionResult":
         """This result with `variant` (the chosen or the lossless one; None: sklearn) serving."""
@@ -143,6 +171,17 @@ class _Candidate:
     onnx_model: onnx.ModelProto
     source: BaseEstimator | None  # sklearn model the graph was converted from, if any
     note: str = ""
+    native: "_Native | None" = None  # its source's native scores, when measured
+
+
+@dataclass(frozen=True)
+class _Native:  # a scikit-learn candidate and its predictions on the SELECT rows
+    name: str
+    model: BaseEstimator
+    note: str
+    pred: np.ndarray
+    proba: np.ndarray | None
+    size: int  # pickled bytes
 
 
 @dataclass(frozen=True)
@@ -198,41 +237,119 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str,
     metric = metric or PRIMARY_METRIC[task]
     columns = [*numerical, *categorical]
     _check_arguments(estimator, validation, target, columns, task, strategies, max_quality_loss, metric)
+    clock = _Stopwatch()
     build, select = selection_split(validation, seed)
     rows = _rows(select, target, columns, task, metric, max_quality_loss, confidence, seed, latency_calls, batch_rows)
-    ref = _measure_sklearn(estimator, rows)
+    with clock("measure sklearn"):
+        ref = _measure_sklearn(estimator, rows)
     classes = tuple(_classes(estimator)) if task != "regression" else None
     empty = dict(original=ref.variant, variants=(), chosen=None, onnx_model=None, target_opset=TARGET_OPSET,
-                 classes=classes, build_rows=len(build), select_rows=len(select))
+                 classes=classes, build_rows=len(build), select_rows=len(select), seconds=clock.seconds)
     if not strategies:
         return CompressionResult(**empty, reason="no compression strategy enabled")
     unconvertible = check_convertible(estimator, numerical, categorical)
     if unconvertible:
         return CompressionResult(**empty, reason=f"not convertible to ONNX, keep the sklearn model: {unconvertible}")
     model = column_pipeline(estimator, numerical, categorical, validation)
-    base = _convert("onnx", model, f"skl2onnx, target_opset={TARGET_OPSET}", numerical, categorical)
-    if isinstance(base, Skipped):
-        return CompressionResult(**empty, reason=f"not convertible to ONNX, keep the sklearn model: {base.reason}",
-                                 skipped=(base,))
-    found: list[_Candidate | Skipped] = [base]
+    convert = lambda name, est, note: _convert(name, est, note, numerical, categorical)  # noqa: E731
+    natives = [_Native("onnx", model, f"skl2onnx, target_opset={TARGET_OPSET}", ref.pred, ref.proba, ref.variant.size_bytes)]
+    skipped: list[Skipped] = []
     if "prune" in strategies:
         if len(build) == 0:
-            found.append(Skipped("prune", f"{len(validation)} validation row(s): too few to build pruned variants on"))
+            skipped.append(Skipped("prune", f"{len(validation)} validation row(s): too few to build pruned variants on"))
         else:
-            val = _validation(model, build, target, columns, task, metric, max_quality_loss, seed)
-            found += [c if isinstance(c, Skipped) else _convert(*c, numerical, categorical) for c in _prune(val)]
-    if "quantize" in strategies:
-        found.append(_quantized(base))
-    variants = tuple(_measure_onnx(c, rows, ref) for c in found if isinstance(c, _Candidate))
-    skipped = tuple(s for s in found if isinstance(s, Skipped))
-    chosen = _choose(variants)
-    graphs = {c.name: c.onnx_model for c in found if isinstance(c, _Candidate)}
+            with clock("build pruned candidates"):
+                val = _validation(model, build, target, columns, task, metric, max_quality_loss, seed)
+                pruned = _prune(val)
+            skipped += [c for c in pruned if isinstance(c, Skipped)]
+            with clock("score candidates natively"):
+                natives += [_native(*c, rows) for c in pruned if not isinstance(c, Skipped)]
+    scored = {n.name: _score_native(n, rows, ref) for n in natives}
+    graphs: dict[str, onnx.ModelProto] = {}
+    if "quantize" in strategies:  # int8 needs the plain graph: convert it now (MLPs and linear models are small)
+        reason = _not_quantizable(model)
+        if reason:
+            skipped.append(Skipped("onnx_int8", reason))
+        else:
+            with clock("convert to ONNX"):
+                base = convert(natives[0].name, model, natives[0].note)
+            if isinstance(base, Skipped):
+                return CompressionResult(**empty, reason=f"not convertible to ONNX, keep the sklearn model: {base.reason}",
+                                         skipped=(base,))
+            with clock("measure ONNX"):
+                scored["onnx"] = _measure_onnx(replace(base, native=natives[0]), rows, ref)
+            graphs["onnx"] = base.onnx_model
+            quantized = _quantized(base)
+            if isinstance(quantized, Skipped):
+                skipped.append(quantized)
+            else:
+                with clock("measure ONNX"):
+                    int8 = _measure_onnx(quantized, rows, ref)
+                shrink = int8.size_bytes / max(scored["onnx"].size_bytes, 1)
+                scored[int8.name] = replace(int8, native_bytes=max(1, round(natives[0].size * shrink)))
+                graphs[int8.name] = quantized.onnx_model
+    chosen = None
+    for name in [v.name for v in sorted(scored.values(), key=_rank) if v.passed]:
+        if name not in graphs:  # scored natively: convert it now and check the graph
+            native = next(n for n in natives if n.name == name)
+            with clock("convert to ONNX"):
+                cand = convert(native.name, native.model, native.note)
+            if isinstance(cand, Skipped):
+                scored[name] = replace(scored[name], passed=False, note=f"{scored[name].note}; {cand.reason}")
+                continue
+            with clock("measure ONNX"):
+                scored[name] = _measure_onnx(replace(cand, native=native), rows, ref)
+            graphs[name] = cand.onnx_model
+        if scored[name].passed:
+            chosen = scored[name]
+            break
+    variants = tuple(scored.values())
     lossless = next((v for v in variants if v.lossless), None)
+    plain = None if "onnx" in graphs else lambda: _plain_conversion(natives[0], rows, ref, numerical, categorical)
     return CompressionResult(
         ref.variant, variants, chosen, graphs[chosen.name] if chosen else None, TARGET_OPSET,
-        _reason(ref.variant, variants, chosen, rows), skipped, classes,
+        _reason(ref.variant, variants, chosen, rows), tuple(skipped), classes,
         lossless_model=graphs[lossless.name] if lossless else None, build_rows=len(build), select_rows=len(select),
+        seconds=clock.seconds, _plain=plain,
     )  # fmt: skip
+
+
+class _Stopwatch:
+    """Seconds spent per named stage (a stage entered twice adds up)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _rank(variant: Variant) -> tuple:
+    """Smallest first: by native size (the graphs of one model's candidates grow with it),
+    then the better quality."""
+    return (variant.native_bytes, -variant.quality, variant.name)
+
+
+def _plain_conversion(native: _Native, rows: _Rows, ref: _Reference, numerical, categorical) -> tuple[Variant, onnx.ModelProto | None]:
+    cand = _convert(native.name, native.model, native.note, numerical, categorical)
+    if isinstance(cand, Skipped):
+        return replace(_score_native(native, rows, ref), passed=False, note=cand.reason), None
+    return _measure_onnx(replace(cand, native=native), rows, ref), cand.onnx_model
+
+
+def _not_quantizable(model: Pipeline) -> str | None:
+    """Why int8 cannot apply, when the model's family says so without converting it
+    (converting a big forest only to find no MatMul in it took seconds)."""
+    final = model.steps[-1][1]
+    if isinstance(final, (*FORESTS, *BOOSTERS)):
+        return (f"{type(final).__name__} converts to ONNX-ML tree operators: nothing to quantize "
+                "(no MatMul/Gemm/Conv; prune trees instead)")
+    return None
 
 
 # --------------------------------------------------------------------------- arguments
@@ -279,14 +396,18 @@ def _agreement(task: str, ref: np.ndarray, pred: np.ndarray, tol: float) -> floa
     return float(np.mean(np.asarray(pred) == ref))
 
 
-def _single_row_ms(call: Callable[[int], object], n: int) -> tuple[float, float]:
+def _single_row_ms(call: Callable[[int], object], n: int, budget: float = LATENCY_BUDGET) -> tuple[float, float]:
+    """p50 and p99 of `n` single-row calls, or of as many (at least MIN_CALLS) as fit in
+    `budget` seconds: sklearn's 10 ms per row would otherwise cost seconds per retrain."""
     for k in range(min(10, n)):
         call(k)
-    times = np.empty(n)
+    times, started = [], time.perf_counter()
     for k in range(n):
         start = time.perf_counter()
         call(k)
-        times[k] = time.perf_counter() - start
+        times.append(time.perf_counter() - start)
+        if k + 1 >= MIN_CALLS and start - started > budget:
+            break
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
@@ -300,16 +421,44 @@ def _batch_ms(call: Callable[[], object], repeats: int = 2) -> float:
 
 
 def _measure_sklearn(estimator: BaseEstimator, rows: _Rows) -> _Reference:
-    pred = estimator.predict(rows.X)
-    proba = estimator.predict_proba(rows.X) if rows.task != "regression" and hasattr(estimator, "predict_proba") else None
+    pred, proba = _predict(estimator, rows)
     singles = [rows.X.iloc[[i]] for i in rows.single]
     p50, p99 = _single_row_ms(lambda k: estimator.predict(singles[k]), len(singles))
     batch = _batch_ms(lambda: estimator.predict(rows.batch))
     size = len(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
     quality = float(bounds.score(rows.metric, rows.y, pred))
-    variant = Variant("sklearn", size, p50, p99, batch, quality, 1.0, True, "uncompressed (pickle size)", 0.0, rows.metric)
+    variant = Variant("sklearn", size, p50, p99, batch, quality, 1.0, True, "uncompressed (pickle size)", 0.0, rows.metric,
+                      native_bytes=size)
     tol = 1e-3 * max(float(np.std(pred)), 1e-9) if rows.task == "regression" else 0.0
     return _Reference(variant, np.asarray(pred), proba, tol)
+
+
+def _native(name: str, model: BaseEstimator, note: str, rows: _Rows) -> _Native:
+    pred, proba = _predict(model, rows)
+    return _Native(name, model, note, pred, proba, len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _predict(model: BaseEstimator, rows: _Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (or values) and class probabilities on the SELECT rows. A forest classifier's
+    labels are taken from its probabilities exactly as its own `predict` does, which saves
+    a second pass over every tree."""
+    proba = model.predict_proba(rows.X) if rows.task != "regression" and hasattr(model, "predict_proba") else None
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if proba is not None and proba.ndim == 2 and isinstance(final, (RandomForestClassifier, ExtraTreesClassifier)):
+        return final.classes_.take(np.argmax(proba, axis=1), axis=0), proba
+    return np.asarray(model.predict(rows.X)), proba
+
+
+def _score_native(native: _Native, rows: _Rows, ref: _Reference) -> Variant:
+    """A candidate measured by its sklearn predictions: what its graph must reproduce.
+    Latency is left unmeasured (NaN) until it is converted."""
+    quality = float(bounds.score(rows.metric, rows.y, native.pred))
+    loss = -bounds.paired_gain(rows.metric, rows.y, native.pred, ref.pred, confidence=rows.confidence).lower
+    passed, note = _within_budget(native.note, rows, ref, loss)
+    nan = float("nan")
+    return Variant(native.name, native.size, nan, nan, nan, quality, _agreement(rows.task, ref.pred, native.pred, ref.tol),
+                   passed, note + ("; " if note else "") + "scored natively, not converted", _max_abs_diff(ref, native.pred, native.proba),
+                   rows.metric, loss, converted=False, native_bytes=native.size)  # fmt: skip
 
 
 def _measure_onnx(cand: _Candidate, rows: _Rows, ref: _Reference) -> Variant:
@@ -325,7 +474,8 @@ def _measure_onnx(cand: _Candidate, rows: _Rows, ref: _Reference) -> Variant:
     passed, note, faithful = _check(cand, rows, ref, pred, loss)
     return Variant(cand.name, len(cand.onnx_model.SerializeToString()), p50, p99, batch, quality,
                    _agreement(rows.task, ref.pred, pred, ref.tol), passed, note, _max_abs_diff(ref, pred, proba),
-                   rows.metric, loss, lossless=faithful and cand.name == "onnx")  # fmt: skip
+                   rows.metric, loss, lossless=faithful and cand.name == "onnx",
+                   native_bytes=cand.native.size if cand.native else 0)  # fmt: skip
 
 
 def _max_abs_diff(ref: _Reference, pred: np.ndarray, proba: np.ndarray | None) -> float:
@@ -343,10 +493,15 @@ def _check(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray, los
         fidelity = _fidelity(cand, rows, ref, pred)
         if fidelity < FIDELITY:
             return False, "; ".join(notes + [f"refused: ONNX agrees with its sklearn model on {fidelity:.2%} of rows"]), False
+    passed, note = _within_budget("; ".join(notes), rows, ref, loss)
+    return passed, note, cand.source is not None
+
+
+def _within_budget(note: str, rows: _Rows, ref: _Reference, loss: float) -> tuple[bool, str]:
     if loss > rows.max_loss + 1e-6 * abs(ref.variant.quality) + 1e-12:  # float32 rounding is no loss
         bound = f"{rows.confidence:.0%} upper bound of loss {loss:.4f} > {rows.max_loss} on {len(rows.y)} selection rows"
-        return False, "; ".join(notes + [bound]), cand.source is not None
-    return True, "; ".join(notes), cand.source is not None
+        return False, "; ".join([n for n in (note, bound) if n])
+    return True, note
 
 
 def _fidelity(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray) -> float:
@@ -354,21 +509,16 @@ def _fidelity(cand: _Candidate, rows: _Rows, ref: _Reference, pred: np.ndarray) 
     A classifier row on the decision boundary (its two top sklearn probabilities within
     BOUNDARY) counts as agreeing: float32 preprocessing and sums may tip it either way, and
     a tree ensemble moves in steps of about 1/n_trees there."""
-    plain = cand.name == "onnx"
-    source = ref.pred if plain else cand.source.predict(rows.X)
+    native = cand.native
+    source = native.pred if native else cand.source.predict(rows.X)
     if rows.task == "regression":
         return _agreement(rows.task, source, pred, ref.tol)
     agree = np.asarray(pred) == np.asarray(source)
-    proba = ref.proba if plain else getattr(cand.source, "predict_proba", lambda X: None)(rows.X)
+    proba = native.proba if native else getattr(cand.source, "predict_proba", lambda X: None)(rows.X)
     if proba is not None and proba.shape[1] > 1:
         top2 = np.sort(proba, axis=1)[:, -2:]
         agree |= (top2[:, 1] - top2[:, 0]) <= BOUNDARY
     return float(np.mean(agree))
-
-
-def _choose(variants: tuple[Variant, ...]) -> Variant | None:
-    passed = [v for v in variants if v.passed]
-    return min(passed, key=lambda v: (v.size_bytes, -v.quality, v.p50_ms)) if passed else None
 
 
 def _reason(original: Variant, variants: tuple[Variant, ...], chosen: Variant | None, rows: _Rows) -> str:
@@ -468,22 +618,37 @@ def _nodes(trees: list) -> int:
 
 def _ccp(trees: list, alpha: float) -> list:
     """Minimal cost-complexity pruning of already fitted trees (uses the impurities stored
-    at fit time; sklearn's private DecisionTree._prune_tree)."""
-    pruned = []
-    for tree in trees:
+    at fit time; sklearn's private DecisionTree._prune_tree), one tree per core at a time."""
+
+    def prune(tree):
         tree = copy.deepcopy(tree)
         tree.ccp_alpha = alpha
         tree._prune_tree()
-        pruned.append(tree)
-    return pruned
+        return tree
+
+    return _per_tree(prune, trees)
 
 
 def _member_outputs(forest, trees: list, X) -> np.ndarray:
     """(trees, rows, outputs): class probabilities, or values as a single output."""
     X = X.to_numpy() if isinstance(X, pd.DataFrame) else X  # trees are fitted without names
     if is_classifier(forest):
-        return np.stack([t.predict_proba(X) for t in trees]).astype(np.float32)
-    return np.stack([t.predict(X) for t in trees]).astype(np.float32)[:, :, None]
+        return np.stack(_per_tree(lambda t: t.predict_proba(X), trees)).astype(np.float32)
+    return np.stack(_per_tree(lambda t: t.predict(X), trees)).astype(np.float32)[:, :, None]
+
+
+def _per_tree(function: Callable, trees: list) -> list:
+    """`function` over `trees` in order, on as many threads as there are cores (sklearn's tree
+    code releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from retrain.train import available_cores
+
+    cores = available_cores()
+    if cores == 1 or len(trees) < 2:
+        return [function(t) for t in trees]
+    with ThreadPoolExecutor(cores) as pool:
+        return list(pool.map(function, trees))
 
 
 def _targets(forest, y: np.ndarray) -> np.ndarray:

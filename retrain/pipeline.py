@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class RetrainOutcome:
     variant: str | None
     duration_seconds: float
     gates: tuple[Gate, ...] = ()  # with their confidence bounds, for the CLI and the MLflow run
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time by stage; "compressing: <part>" inside it
 
 
 class _Failed(Exception):
@@ -98,6 +99,8 @@ class _Retrain:
         self._progress = progress
         self.started = time.perf_counter()
         self.stage = "starting"
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_started = self.started
         self.run_id: str | None = None
         self.metric: str | None = None
         self.evaluation: Evaluation | None = None
@@ -210,7 +213,8 @@ class _Retrain:
         self._at("training")
         self.say(f"training {type(template).__name__} on {len(data.train)} rows")
         with _child("train"):
-            trained = refit(template, data.train, features=data.features, target=data.target, seed=SEED)
+            trained = refit(template, data.train, features=data.features, target=data.target, seed=SEED,
+                            cores=self.model.retrain.n_jobs)
             mlflow.log_params(trained.params)
             validation = self._score(trained.estimator, data.validation)
             mlflow.log_metrics({"fit_seconds": trained.seconds, f"validation_{self.metric}": validation})
@@ -228,6 +232,7 @@ class _Retrain:
             result = tune(
                 estimator, data.train, data.validation, features=data.features, target=data.target,
                 score=self._score, higher_is_better=higher_is_better(self.metric or ""), seed=SEED, on_trial=self._log_trial,
+                cores=self.model.retrain.n_jobs,
             )  # fmt: skip
             mlflow.log_params({f"best.{k}": v for k, v in result.params.items()} or {"best": "champion's parameters"})
             mlflow.log_metric(f"best_validation_{self.metric}", result.score)
@@ -284,6 +289,12 @@ class _Retrain:
             uncompressed = self._served(SKLEARN, estimator, holdout)
             result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
                               candidates=self._compressed(holdout), options=options)
+            if result.served == SKLEARN and self.compression is not None:
+                fuller = self.compression.with_lossless()
+                if fuller is not self.compression:  # the chosen lossy variant was refused: the lossless
+                    self.compression = fuller       # conversion, built only now, is the next fallback
+                    result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
+                                      candidates=self._compressed(holdout), options=options)
             mlflow.log_metrics(_evaluation_metrics(result))
             mlflow.set_tags({f"driftd.gate.{g.name}": g.tag for g in result.gates})
         if self.compression is not None:
@@ -361,7 +372,9 @@ class _Retrain:
         }
 
     def _at(self, stage: str) -> None:
-        self.stage = stage
+        now = time.perf_counter()
+        self.stage_seconds[self.stage] = self.stage_seconds.get(self.stage, 0.0) + now - self._stage_started
+        self.stage, self._stage_started = stage, now
 
     def say(self, line: str) -> None:
         log.debug("%s: %s", self.model.name, line)
@@ -370,6 +383,8 @@ class _Retrain:
 
     def _outcome(self, outcome: str, reason: str, version: str | None) -> RetrainOutcome:
         ev, result = self.evaluation, self.compression
+        self._at(self.stage)  # close the current stage's clock
+        seconds = {**self.stage_seconds, **{f"compressing: {k}": v for k, v in (getattr(result, "seconds", None) or {}).items()}}
         chosen = result.chosen if result is not None else None
         original = result.original if result is not None else None
         return RetrainOutcome(
@@ -388,6 +403,7 @@ class _Retrain:
             variant=self.variant or (chosen.name if chosen else None),
             duration_seconds=time.perf_counter() - self.started,
             gates=ev.gates if ev else (),
+            stage_seconds=seconds,
         )
 
     def _failed(self, exc: Exception) -> RetrainOutcome:
@@ -473,7 +489,9 @@ def _variant_metrics(result: Any) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for variant in [result.original, *result.variants]:
         name = metric_key(variant.name)
-        for key in ("size_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
+        for key in ("size_bytes", "native_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
+            if key == "size_bytes" and not getattr(variant, "converted", True):
+                continue  # scored natively, never converted: it has no ONNX size (native_bytes ranks it)
             value = getattr(variant, key, None)
             if isinstance(value, (int, float)) and np.isfinite(value):
                 metrics[f"{name}.{key}"] = float(value)

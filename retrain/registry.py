@@ -667,11 +667,18 @@ def _compress_baseline(model: ModelConfig, estimator: Any, reference: pd.DataFra
         task=model.task, strategies=list(options.compression), max_quality_loss=options.max_quality_loss,
         confidence=options.confidence, seed=0,
     )  # fmt: skip
-    graphs = {v.name: (v, g) for v, g in ((result.lossless, result.lossless_model), (result.chosen, result.onnx_model)) if v and g}
-    candidates = [Served(name, onnx_predict(g, gate_on, cols.numerical, cols.categorical)[0], lossless=v.lossless)
-                  for name, (v, g) in reversed(graphs.items())]
     uncompressed = Served("none", np.asarray(estimator.predict(gate_on[cols.features])), lossless=True)
-    served, _, _ = gate_compression(model, gate_on, uncompressed.labels, [*candidates, uncompressed], options)
+
+    def gate(result: Any) -> Served:
+        graphs = {v.name: (v, g) for v, g in ((result.lossless, result.lossless_model), (result.chosen, result.onnx_model)) if v and g}
+        candidates = [Served(name, onnx_predict(g, gate_on, cols.numerical, cols.categorical)[0], lossless=v.lossless)
+                      for name, (v, g) in reversed(graphs.items())]
+        return gate_compression(model, gate_on, uncompressed.labels, [*candidates, uncompressed], options)[0]
+
+    served = gate(result)
+    fuller = result.with_lossless() if served is uncompressed else result
+    if fuller is not result:  # the chosen lossy variant was refused: the lossless conversion, built only now
+        result, served = fuller, gate(fuller)
     variant = next((v for v in (result.chosen, result.lossless) if v is not None and v.name == served.name), None)
     return result.serving(variant) if variant is not None else None
 

@@ -4,10 +4,18 @@ The challenger is `sklearn.base.clone` of the champion — the whole pipeline, p
 included — so a retrain changes the data, not the modelling choices (tuning, when enabled,
 searches around them). Every `random_state` is pinned to the retrain's seed so the same
 data gives the same model.
+
+Training uses the cores it is given (`retrain.n_jobs`, else every core this process may run
+on): every `n_jobs` parameter is raised to that for the fit — a forest's trees do not depend
+on how many threads grew them — and OpenMP estimators (HistGradientBoosting) get as many
+threads even where the daemon pins them to one. The fitted model keeps the champion's
+`n_jobs`, so serving and the logged parameters are unchanged.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +32,43 @@ class Trained:
     params: dict[str, str]  # flattened estimator params, ready for mlflow.log_params
 
 
-def refit(template: Any, train: pd.DataFrame, *, features: list[str], target: str, seed: int = 0, params: dict[str, Any] | None = None) -> Trained:
-    """A fresh clone of `template` (with `params` applied) fitted on `train`."""
+def refit(template: Any, train: pd.DataFrame, *, features: list[str], target: str, seed: int = 0,
+          params: dict[str, Any] | None = None, cores: int | None = None) -> Trained:
+    """A fresh clone of `template` (with `params` applied) fitted on `train` with `cores`
+    threads (default: `available_cores()`)."""
     from sklearn.base import clone
+    from threadpoolctl import threadpool_limits
 
     estimator = clone(template)
     if params:
         estimator.set_params(**params)
     seed_estimator(estimator, seed)
+    cores = cores or available_cores()
+    kept = {name: value for name, value in estimator.get_params(deep=True).items() if name == "n_jobs" or name.endswith("__n_jobs")}
     started = time.perf_counter()
-    estimator.fit(train[features], train[target])
+    with threadpool_limits(limits=cores, user_api="openmp"):
+        estimator.set_params(**{name: cores for name in kept})
+        try:
+            estimator.fit(train[features], train[target])
+        finally:
+            estimator.set_params(**kept)
     return Trained(estimator, time.perf_counter() - started, estimator_params(estimator))
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity (taskset, cpusets), narrowed by a
+    cgroup v2 CPU quota (a Kubernetes `limits.cpu`), which affinity does not show."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def seed_estimator(estimator: Any, seed: int) -> None:

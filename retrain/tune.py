@@ -79,6 +79,7 @@ def tune(
     max_trials: int = MAX_TRIALS,
     budget_seconds: float = BUDGET_SECONDS,
     on_trial: Callable[[Trial], None] | None = None,
+    cores: int | None = None,
 ) -> TuneResult:
     """Fit and score candidates on (train, validation); return the best one."""
     from sklearn.model_selection import ParameterSampler
@@ -97,7 +98,7 @@ def tune(
             note = f"stopped after {len(trials)} trials: the {budget_seconds:.0f} s tuning budget was reached"
             break
         trial_started = time.perf_counter()
-        fitted = refit(template, train, features=features, target=target, seed=seed, params=params).estimator
+        fitted = refit(template, train, features=features, target=target, seed=seed, params=params, cores=cores).estimator
         value = score(fitted, validation)
         trial = Trial(number, params, value, time.perf_counter() - trial_started)
         trials.append(trial)

@@ -110,11 +110,33 @@ def test_each_family_gets_a_smaller_faster_variant_within_its_gate(family):
     assert chosen.name.startswith(expected), [(v.name, v.size_bytes, v.passed, v.note) for v in result.variants]
     assert chosen.passed and chosen.quality >= original.quality - loss and chosen.loss_bound <= loss
     assert chosen.size_bytes < original.size_bytes
-    assert chosen.size_bytes == min(v.size_bytes for v in result.variants if v.passed)
+    # the smallest passing candidate by its native (pickled) size, the measure every candidate has
+    assert chosen.native_bytes == min(v.native_bytes for v in result.variants if v.passed)
     assert chosen.p50_ms < original.p50_ms
     assert result.onnx_model is not None and result.target_opset == 17
     # the returned graph is the one that was measured
     assert onnx_quality(result, select_rows(frame), task) == pytest.approx(chosen.quality, abs=1e-6)
+
+
+def test_only_the_chosen_variant_is_converted_and_the_lossless_fallback_is_built_on_demand():
+    frame = make_frame(n=10_000)
+    estimator = fitted(RandomForestClassifier(50, random_state=0), frame)
+    result = run(estimator, frame, strategies=["onnx", "prune", "quantize"])
+
+    assert result.chosen.name.startswith("prune_trees") and result.chosen.converted
+    assert [v.name for v in result.variants if v.converted] == [result.chosen.name]
+    assert all(np.isnan(v.p50_ms) and "scored natively" in v.note for v in result.variants if not v.converted)
+    assert "RandomForestClassifier converts to ONNX-ML tree operators" in {s.name: s.reason for s in result.skipped}["onnx_int8"]
+    assert result.lossless is None and result.lossless_model is None  # not converted unless the gate needs it
+    assert result.seconds["convert to ONNX"] > 0 and result.seconds["score candidates natively"] > 0
+
+    fuller = result.with_lossless()
+    assert fuller.chosen == result.chosen and fuller.onnx_model is result.onnx_model
+    assert fuller.lossless.name == "onnx" and fuller.lossless.converted and fuller.lossless_model is not None
+    assert "lossless fallback" in fuller.seconds and fuller.with_lossless() is fuller
+    native = next(v for v in result.variants if v.name == "onnx")  # the plain model, as scored natively
+    assert native.quality == pytest.approx(fuller.lossless.quality, abs=2 / len(select_rows(frame)))
+    assert fuller.lossless.passed and fuller.lossless.agreement >= 0.98  # off only on float32 threshold ties
 
 
 @pytest.mark.parametrize("task", ["multiclass_classification", "regression"])

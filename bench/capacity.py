@@ -1,0 +1,231 @@
+"""How many models can one daemon keep up with? N models x 20 features on the real Daemon.
+
+Each model: 12 numerical + 8 categorical features, a 20,000-row reference (Parquet), 5,000-row
+windows (`window.size` = the cadence, rows written at 5,000 per cadence), `lateness: 0s`,
+`lookback: 0s`, no target (drift only), retrain off. All models read the same SQLite table
+(indexed on ts, id) and write one SQLite state store. Rows are written up front for the
+whole run with timestamps one after another, so no writer competes for the cores: a check
+only sees rows whose time has come (its window ends at the live edge).
+
+Time is compressed by a short cadence: the load is N / cadence checks per second, so
+N = 50 at a 15-s cadence is the load of 1,000 models at a 5-minute cadence (3.33 checks/s).
+Printed per run: checks/s, check lag p50/p99 (window end -> result published), queue delay
+p50/p99 (scheduled -> started), max staleness (longest gap between a model's consecutive
+results, and the wait for its first, in intervals), time until every model had its first
+check, peak RSS, load average. `--profile` also runs one check under cProfile and prints
+where its time goes.
+
+Run: .venv/bin/python bench/capacity.py --models 50 --cadence 15 --intervals 4 [--workers N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.config import load_config  # noqa: E402
+from monitor.logs import setup_logging  # noqa: E402
+
+NUMERICAL = [f"n{i}" for i in range(12)]
+CATEGORICAL = [f"c{i}" for i in range(8)]
+WINDOW_ROWS, REFERENCE_ROWS = 5_000, 20_000
+
+
+def frame(n: int, start: datetime, every: timedelta, first_id: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = {"ts": pd.Timestamp(start) + pd.to_timedelta(np.arange(n) * every.total_seconds(), unit="s"),
+            "id": np.arange(first_id, first_id + n)}
+    for i, name in enumerate(NUMERICAL):
+        data[name] = rng.normal(i, 1 + i / 4, n)
+    for i, name in enumerate(CATEGORICAL):
+        levels = np.array([f"v{k}" for k in range(3 + i)])
+        data[name] = rng.choice(levels, n)
+    data["prediction"] = rng.integers(0, 2, n)
+    return pd.DataFrame(data)
+
+
+def write_world(directory: Path, models: int, cadence: float, intervals: int, workers: int | None, start: datetime) -> Path:
+    frame(REFERENCE_ROWS, start - timedelta(days=30), timedelta(seconds=1), 0, seed=1).to_parquet(directory / "reference.parquet", index=False)
+    every = timedelta(seconds=cadence / WINDOW_ROWS)
+    first = start - timedelta(seconds=cadence)  # one window before the start, then the whole run
+    rows = int(WINDOW_ROWS * (intervals + 3))
+    engine = sa.create_engine(f"sqlite:///{directory / 'logs.db'}")
+    frame(rows, first, every, 10_000_000, seed=2).to_sql("predictions", engine, index=False, chunksize=50_000)
+    with engine.begin() as conn:
+        conn.execute(sa.text("create index predictions_ts on predictions (ts, id)"))
+    engine.dispose()
+    config = {
+        "state_url": f"sqlite:///{directory / 'state.db'}",
+        "mlflow": {"tracking_uri": f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}"},
+        "server": {"port": 0},
+        "logging": {"level": "WARNING"},
+        "defaults": {"schedule": {"every": f"{cadence}s"},
+                     "window": {"size": f"{cadence}s", "lateness": "0s", "lookback": "0s"},
+                     "retrain": {"enabled": False}},
+        "models": [{
+            "name": f"m{i:04d}", "reference": str(directory / "reference.parquet"),
+            "source": {"type": "sql", "url": f"sqlite:///{directory / 'logs.db'}", "table": "predictions"},
+            "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction",
+                        "numerical": NUMERICAL, "categorical": CATEGORICAL},
+            "task": "binary_classification",
+        } for i in range(models)],
+    }
+    if workers:
+        config["daemon"] = {"workers": workers}
+    path = directory / "driftd.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run(args: argparse.Namespace) -> None:
+    from monitor.daemon import Daemon
+
+    try:
+        from monitor.daemon import default_workers
+    except ImportError:  # the daemon before monitor.scheduler (one thread per model), for comparison
+        default_workers = lambda: args.models  # noqa: E731
+
+    with tempfile.TemporaryDirectory(prefix="driftd-capacity-") as tmp:
+        directory = Path(tmp)
+        (directory / "mlruns").mkdir()
+        start = datetime.now(timezone.utc)
+        config = load_config(write_world(directory, args.models, args.cadence, args.intervals, args.workers, start))
+        daemon = Daemon(config)
+        published: list[tuple[str, float, float, str]] = []  # model, at (epoch s), lag s, status
+        lock = threading.Lock()
+        publish = daemon.metrics.publish_check
+
+        def record(result):  # observe what the daemon publishes, then publish it
+            at = time.time()
+            with lock:
+                published.append((result.model, at, at - result.window_end.timestamp(), result.status.value))
+            return publish(result)
+
+        daemon.metrics.publish_check = record
+        load_before = os.getloadavg()[0]
+        began = time.time()
+        daemon.start()
+        deadline = began + args.cadence * args.intervals
+        try:
+            while time.time() < deadline:
+                time.sleep(0.5)
+        finally:
+            daemon.stop()
+        ended = time.time()
+        load_after = os.getloadavg()[0]
+        delays = list(getattr(getattr(daemon._scheduler, "queue", None), "delays", []))
+    checks = [p for p in published if p[3] in ("ok", "drift")]
+    by_model: dict[str, list[float]] = {}
+    for model, at, _, _ in sorted(published, key=lambda p: p[1]):
+        by_model.setdefault(model, []).append(at)
+    firsts = [times[0] - began for times in by_model.values()]
+    gaps = [max([times[0] - began, *np.diff(times), ended - times[-1]]) / args.cadence for times in by_model.values()]
+    never = args.models - len(by_model)
+    lags = [p[2] for p in checks]
+    workers = args.workers or default_workers()
+    print(f"\nN={args.models} models, cadence {args.cadence:g} s ({args.models / args.cadence:.2f} checks/s needed = "
+          f"{args.models / args.cadence * 300:.0f} models at a 5-min cadence), {workers} workers, {args.intervals} intervals "
+          f"({ended - began:.0f} s); load average {load_before:.1f} before / {load_after:.1f} after "
+          f"({'quiet' if max(load_before, load_after) < 2.5 else 'loaded'}), {os.cpu_count()} cores")
+    print(f"{'checks/s (ok+drift)':34} {len(checks) / (ended - began):8.2f}   ({len(checks)} checks, "
+          f"{len(published) - len(checks)} other results: {sorted({p[3] for p in published} - {'ok', 'drift'})})")
+    print(f"{'check lag p50 / p99 (s)':34} {percentile(lags, 50):8.2f} / {percentile(lags, 99):.2f}")
+    print(f"{'queue delay p50 / p99 (s)':34} {percentile(delays, 50):8.2f} / {percentile(delays, 99):.2f}")
+    print(f"{'max staleness (intervals)':34} {max(gaps, default=float('nan')):8.2f}   (models never checked: {never})")
+    print(f"{'all first checks after (s)':34} {max(firsts, default=float('nan')):8.1f}   "
+          f"({max(firsts, default=float('nan')) / args.cadence:.2f} intervals)" if not never else
+          f"{'all first checks after (s)':34} {'never':>8}   ({never} models had none)")
+    print(f"{'peak RSS (MiB)':34} {peak_rss_mib():8.0f}")
+
+
+def profile_one(args: argparse.Namespace) -> None:
+    """One model's check under cProfile, its reference already prepared (as in steady state)."""
+    import cProfile
+    import pstats
+
+    from monitor.daemon import Daemon
+
+    with tempfile.TemporaryDirectory(prefix="driftd-capacity-") as tmp:
+        directory = Path(tmp)
+        (directory / "mlruns").mkdir()
+        start = datetime.now(timezone.utc) - timedelta(seconds=3 * args.cadence)
+        config = load_config(write_world(directory, 2, args.cadence, 3, 1, start))
+        daemon = Daemon(config)
+        model = config.models[0]
+        began = time.perf_counter()
+        daemon.references.get(config.models[1])  # the first reference also imports Evidently: once per process
+        imported = time.perf_counter()
+        daemon.references.get(model)  # prepared once per model, by its first check
+        prepared = time.perf_counter()
+        print(f"\nfirst reference of the process (with imports) {imported - began:.2f} s; "
+              f"every further model: prepare a {REFERENCE_ROWS}-row reference {prepared - imported:.2f} s")
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        started = time.perf_counter()
+        daemon.tick(model)  # catches up the windows since `start`, one by one
+        took = time.perf_counter() - started
+        profiler.disable()
+        windows = [c for c in daemon.store.recent_checks(model.name, 100) if c.status.value in ("ok", "drift")]
+        daemon.stop()
+    stats = pstats.Stats(profiler)
+    print(f"\n{len(windows)} steady-state checks of 5k-row windows ({[c.rows for c in windows]} rows), 20 features: "
+          f"{took:.3f} s wall, {took / max(len(windows), 1):.3f} s per check")
+    groups = {"drift statistics (monitor.drift)": "monitor/drift.py", "validation (monitor.validate)": "monitor/validate.py",
+              "reading (monitor.sources)": "monitor/sources/", "quality (monitor.quality)": "monitor/quality.py",
+              "state commit (monitor.state)": "monitor/state.py", "late rows (monitor.late)": "monitor/late.py",
+              "sampling (monitor.sample)": "monitor/sample.py", "metrics (monitor.metrics)": "monitor/metrics.py"}
+    print(f"{'stage (per check; cumulative time of its entry points)':48} {'s':>7} {'share':>6}")
+    for label, path in groups.items():
+        # the outermost functions of each module: cumulative time of calls coming from outside it
+        cum = 0.0
+        for (file, _, _), (_, _, _, ct, callers) in stats.stats.items():
+            if path in file and not any(path in caller[0] for caller in callers):
+                cum += ct
+        print(f"{label:48} {cum / max(len(windows), 1):7.3f} {cum / took:6.0%}")
+    if args.profile_top:
+        stats.sort_stats("cumulative").print_stats(args.profile_top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--cadence", type=float, default=15.0, help="seconds between a model's checks (and window size)")
+    parser.add_argument("--intervals", type=int, default=4, help="how long to run, in cadences")
+    parser.add_argument("--workers", type=int, default=None, help="default: the daemon's (two per core)")
+    parser.add_argument("--profile", action="store_true", help="profile one steady-state check instead")
+    parser.add_argument("--profile-top", type=int, default=0, help="with --profile: print the N top functions too")
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    if args.profile:
+        profile_one(args)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
