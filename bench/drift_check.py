@@ -1,6 +1,16 @@
 """Benchmark: driftd's drift check against Evidently's DataDriftPreset and plain ValueDrift.
 
-Data: seeded, 10 numerical + 10 categorical features, a 100k-row reference and windows of 100k
+Two tables.
+
+End to end (`--tables e2e`): the `driftd check --json` command on a Parquet window of 10k, 100k,
+1M and 10M rows (12 numerical + 8 categorical features, 100k-row reference file, max_rows
+200k), each in a fresh process: the command's wall time (imports included), the check's own
+`duration_seconds`, and the process's peak RSS (ru_maxrss from wait4). Side by side, in the same
+run, DataDriftPreset end to end in its own process: read the same window with pandas, build the
+Datasets, run the preset with the same pinned methods and thresholds. The Parquet files are
+written once into --data (default /tmp/driftd-bench-e2e) and reused.
+
+Drift statistics (`--tables stats`): data seeded, 10 numerical + 10 categorical features, a 100k-row reference and windows of 100k
 and 1M rows in which 6 features are shifted (3 clearly, 3 near the threshold).
 
 Variants, for each window:
@@ -19,17 +29,21 @@ data already generated), so timings exclude imports and data generation. Fast va
 Memory is the child's peak RSS (ru_maxrss from wait4) minus that of an idle forked child: what
 the variant added on top of the data it was handed.
 
-    python bench/drift_check.py [--skip-preset-1m] [--max-rows 200000] [--repeat 5]
+    python bench/drift_check.py [--tables e2e,stats] [--e2e-sizes 10000,100000,1000000,10000000]
+                                [--preset-max 1000000] [--skip-preset-1m] [--max-rows 200000] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import pickle
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -229,13 +244,202 @@ def fmt_agree(ours: dict[str, bool], theirs: dict[str, bool]) -> str:
     return f"{sum(ours[c] == theirs.get(c) for c in FEATURES)}/{len(FEATURES)}"
 
 
+# --- end to end ---------------------------------------------------------------------------
+
+E2E_NUMERICAL = [f"num_{i}" for i in range(12)]
+E2E_CATEGORICAL = [f"cat_{i}" for i in range(8)]
+E2E_FEATURES = E2E_NUMERICAL + E2E_CATEGORICAL
+E2E_START = pd.Timestamp("2026-01-01T00:00:00Z")
+E2E_SPAN = pd.Timedelta(hours=1)
+CHUNK = 500_000
+
+
+def e2e_chunk(n: int, rng: np.random.Generator, *, shifted: bool) -> dict[str, Any]:
+    """12 numerical (normal, lognormal, uniform) + 8 categorical (4..25 levels) columns; shifted
+    windows move num_0..2 and tilt cat_0..2 as the stats table does."""
+    data: dict[str, Any] = {}
+    for i, name in enumerate(E2E_NUMERICAL):
+        shift = NUM_SHIFT.get(i, 0.0) if shifted else 0.0
+        kind = i % 3
+        if kind == 0:
+            data[name] = rng.normal(10.0 + shift * 2.0, 2.0, n)
+        elif kind == 1:
+            data[name] = rng.lognormal(1.0, 0.5, n) + shift * 1.58
+        else:
+            data[name] = rng.uniform(0.0, 1.0, n) + shift * 0.2887
+    for i, name in enumerate(E2E_CATEGORICAL):
+        levels = [f"{name}_v{j}" for j in range(4 + 3 * i)]
+        p = np.linspace(2.0, 1.0, len(levels))
+        p /= p.sum()
+        if shifted and i in CAT_TILT:
+            p = p * (1 - CAT_TILT[i])
+            p[-1] += CAT_TILT[i]
+        codes = rng.choice(len(levels), n, p=p).astype(np.int32)
+        data[name] = pa.DictionaryArray.from_arrays(codes, pa.array(levels)).cast(pa.string())
+    data["prediction"] = (data["num_3"] > 10.0).astype("int64")
+    return data
+
+
+def write_window(path: Path, n: int, seed: int, *, shifted: bool) -> None:
+    """`n` rows evenly over E2E_SPAN from E2E_START, written in chunks (never all in memory)."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    step = E2E_SPAN.value // max(n, 1)
+    partial = path.with_name(path.name + ".partial")
+    writer = None
+    for first in range(0, n, CHUNK):
+        size = min(CHUNK, n - first)
+        ids = np.arange(first, first + size, dtype=np.int64)
+        columns = {"ts": pa.array(E2E_START.value + ids * step, type=pa.timestamp("ns", tz="UTC")), "id": ids, **e2e_chunk(size, rng, shifted=shifted)}
+        table = pa.table(columns)
+        writer = writer or pq.ParquetWriter(partial, table.schema)
+        writer.write_table(table, row_group_size=CHUNK)
+    assert writer is not None
+    writer.close()
+    os.replace(partial, path)
+
+
+def e2e_data(root: Path, sizes: list[int]) -> tuple[Path, dict[int, Path]]:
+    root.mkdir(parents=True, exist_ok=True)
+    reference = root / "reference.parquet"
+    if not reference.exists():
+        write_window(reference, REFERENCE_ROWS, SEED, shifted=False)
+    windows = {}
+    for n in sizes:
+        directory = root / f"window-{n}"
+        directory.mkdir(exist_ok=True)
+        if not (directory / "logs.parquet").exists():
+            write_window(directory / "logs.parquet", n, SEED + n, shifted=True)
+        windows[n] = directory
+    return reference, windows
+
+
+def e2e_config(directory: Path, reference: Path, max_rows: int) -> Path:
+    import yaml
+
+    model = {
+        "name": "bench", "reference": str(reference), "task": "binary_classification",
+        "source": {"type": "files", "path": str(directory / "*.parquet")},
+        "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": E2E_NUMERICAL, "categorical": E2E_CATEGORICAL},
+        "window": {"size": "1h", "max_rows": max_rows},
+    }
+    path = directory / "driftd.yaml"
+    path.write_text(yaml.safe_dump({"mlflow": {"tracking_uri": f"sqlite:///{directory / 'mlflow.db'}"}, "models": [model]}))
+    return path
+
+
+@dataclass
+class Run:
+    wall: float
+    peak_mb: float
+    output: str
+    error: str
+    code: int
+
+
+def run_measured(command: list[str]) -> Run:
+    """Run `command`, returning its wall time and its own peak RSS (ru_maxrss from wait4)."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        assert proc.stdout is not None
+        output = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        err.seek(0)
+        return Run(wall, usage.ru_maxrss / 1024, output, err.read().decode(errors="replace")[-2000:], proc.returncode)
+
+
+def driftd_e2e(config: Path) -> tuple[Run, dict[str, Any]]:
+    since = (E2E_START - pd.Timedelta(seconds=1)).isoformat()
+    until = (E2E_START + E2E_SPAN).isoformat()
+    run = run_measured([sys.executable, "-m", "monitor.cli", "check", "-c", str(config), "--model", "bench", "--json",
+                        "--since", since, "--until", until])
+    if run.code not in (0, 1):
+        raise RuntimeError(f"driftd check failed ({run.code}): {run.error}")
+    return run, json.loads(run.output)
+
+
+def preset_e2e(directory: Path, reference: Path) -> tuple[Run, dict[str, Any]]:
+    run = run_measured([sys.executable, __file__, "--preset-child", str(directory), str(reference)])
+    if run.code != 0:
+        raise RuntimeError(f"DataDriftPreset child failed ({run.code}): {run.error}")
+    return run, json.loads(run.output)
+
+
+def preset_child(directory: Path, reference: Path) -> None:
+    """What a user of Evidently alone does: read the window, build Datasets, run the preset."""
+    started = time.perf_counter()
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    imported = time.perf_counter()
+    window = pd.read_parquet(directory / "logs.parquet", columns=E2E_FEATURES, filters=[("ts", ">", E2E_START - pd.Timedelta(seconds=1)), ("ts", "<=", E2E_START + E2E_SPAN)])
+    ref = pd.read_parquet(reference, columns=E2E_FEATURES)
+    definition = DataDefinition(numerical_columns=E2E_NUMERICAL, categorical_columns=E2E_CATEGORICAL, text_columns=[], datetime_columns=[], unknown_columns=[], list_columns=[])
+    report = Report([DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon", num_threshold=0.1, cat_threshold=0.1)], include_tests=True)
+    snapshot = report.run(Dataset.from_pandas(window, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition))
+    verdicts = statuses(snapshot)
+    print(json.dumps({"rows": len(window), "import_seconds": imported - started, "own_seconds": time.perf_counter() - imported,
+                      "drifted": sorted(c for c, d in verdicts.items() if d)}))
+
+
+def e2e_table(args: argparse.Namespace) -> None:
+    sizes = [int(s) for s in args.e2e_sizes.split(",")]
+    started = time.perf_counter()
+    reference, windows = e2e_data(Path(args.data), sizes)
+    print(f"end to end: data ready in {time.perf_counter() - started:.0f}s under {args.data}; load {os.getloadavg()[0]:.1f}, cores {os.cpu_count()}")
+    header = (f"{'window':>11}  {'driftd wall s':>13} {'own s':>6} {'peak MB':>8} {'drifted':>7} {'sampled':>8}   "
+              f"{'Preset wall s':>13} {'own s':>6} {'peak MB':>8} {'drifted':>7}   {'wall ratio':>10} {'own ratio':>9}")
+    print(header)
+    print("-" * len(header))
+    for n in sizes:
+        config = e2e_config(windows[n], reference, args.max_rows)
+        best: tuple[Run, dict[str, Any]] | None = None
+        for _ in range(args.e2e_repeat):
+            run, result = driftd_e2e(config)
+            if best is None or run.wall < best[0].wall:
+                best = (run, result)
+        assert best is not None
+        ours, result = best
+        own = float(result["duration_seconds"])
+        drifted = sum(f["drifted"] for f in result["features"])
+        line = f"{n:>11,}  {ours.wall:>13.2f} {own:>6.2f} {ours.peak_mb:>8.0f} {drifted:>7} {result['rows_used']:>8,}   "
+        if n <= args.preset_max:
+            theirs, preset = preset_e2e(windows[n], reference)
+            line += (f"{theirs.wall:>13.2f} {preset['own_seconds']:>6.2f} {theirs.peak_mb:>8.0f} {len(preset['drifted']):>7}   "
+                     f"{theirs.wall / ours.wall:>9.1f}x {preset['own_seconds'] / own:>8.1f}x")
+        else:
+            line += f"{'skipped (--preset-max)':>38}"
+        print(line, flush=True)
+    print("driftd wall: the whole `driftd check --json` process (Python start, imports, reference preparation, check);"
+          " own: its duration_seconds (read + validate + sample + drift statistics)")
+    print("Preset wall: a process that imports Evidently, reads the same window with pandas and runs DataDriftPreset;"
+          " own: read + Datasets + preset. Peak MB: each process's ru_maxrss.")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--preset-child":
+        preset_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", default="e2e,stats", help="which tables: e2e, stats or both (default)")
+    parser.add_argument("--e2e-sizes", default="10000,100000,1000000,10000000", help="end-to-end window sizes")
+    parser.add_argument("--e2e-repeat", type=int, default=1, help="driftd check runs per end-to-end size; the fastest is shown")
+    parser.add_argument("--preset-max", type=int, default=1_000_000, help="largest window DataDriftPreset runs on end to end (10M needs >11 GB)")
+    parser.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "driftd-bench-e2e"), help="where the end-to-end Parquet files are kept")
     parser.add_argument("--skip-preset-1m", action="store_true", help="skip DataDriftPreset on the 1M-row window (it takes tens of seconds)")
     parser.add_argument("--max-rows", type=int, default=200_000, help="driftd's window.max_rows (default 200000)")
     parser.add_argument("--sizes", default="100000,1000000", help="window sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=5, help="runs per fast variant; the best is shown (the preset runs once on 1M rows)")
     args = parser.parse_args()
+    tables = set(args.tables.split(","))
+    if "e2e" in tables:
+        e2e_table(args)
+    if "stats" not in tables:
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
 
     started = time.perf_counter()

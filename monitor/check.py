@@ -4,28 +4,36 @@ A window holds the rows after the watermark, up to `window.size` of time, extend
 least `min_rows` rows when more have arrived, plus the late rows found behind the watermark
 (monitor.late). Too few rows is `insufficient_data` and the watermark stays put, so those
 rows are carried into the next window rather than dropped.
+
+The window is streamed (monitor.stream): batches are validated, sampled down to `max_rows`
+and counted as they pass, so memory does not grow with the window; the exact whole-window
+counts travel with it as `Window.summary` (and `Checked.summary`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from monitor.config import ModelConfig
 from monitor.estimates import NO_SIGNALS, Signals, estimator_columns
 from monitor.labels import attach_labels
-from monitor.late import Audit, Seen, audit_start, find_late, seen_block
+from monitor.late import Audit, Seen, audit_start, find_late, seen_block_of_keys
 from monitor.redact import mask
 from monitor.results import CheckResult, CheckStatus, Quality, Watermark
-from monitor.sources import watermark_of
-from monitor.sources.base import Source, SourceError, WindowQuery
+from monitor.sources.base import Source, SourceError, WindowQuery, scan, scan_ordered
+from monitor.stream import WindowStream, WindowSummary
+from monitor.validate import InputError
 
 if TYPE_CHECKING:
     from monitor.attribution import Attribution
@@ -55,11 +63,17 @@ class WindowSpec:
 
 @dataclass(frozen=True)
 class Window:
-    frame: pd.DataFrame  # late rows first, then the rows after the watermark
+    rows: int  # every row of the window, late rows included
     start: datetime | None
     end: datetime
     late_rows: int
     watermark: Watermark | None  # the watermark after this window; None when it holds no rows
+    sample: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # validated rows for drift, <= max_rows
+    sampled: bool = False  # whether rows were left out of `sample`
+    summary: WindowSummary | None = None  # exact counts over every row; None when not validated
+    error: InputError | None = None  # why the rows cannot be checked (validation); None when they can
+    key_ns: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.int64))  # late-row bookkeeping:
+    key_hashes: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # keys in the look-back
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Checked:
     result: CheckResult
     snapshot: Any = None  # the Evidently snapshot, for the HTML report; None when no drift was computed
     seen: Seen | None = None  # the keys to record with the result (late-row bookkeeping)
+    summary: WindowSummary | None = None  # the window's exact counts, when it was read and validated
 
 
 @dataclass(frozen=True)
@@ -86,37 +101,56 @@ def window_columns(model: ModelConfig, labels: Source | None) -> tuple[str, ...]
     return tuple(dict.fromkeys(model.columns.to_read(target=labels is None) + estimator_columns(model)))
 
 
-def read_window(inputs: Inputs, spec: WindowSpec, now: datetime) -> Window:
-    """Read the window's rows (late rows included) and its bounds."""
-    frame, start, end = _read_fresh(inputs, spec, now)
+def read_window(inputs: Inputs, spec: WindowSpec, now: datetime, *, validate: bool = True) -> Window:
+    """Read the window's rows (late rows included) batch by batch: its bounds, row count and
+    watermark, and when `validate` its validated sample and exact summary."""
+    model = inputs.model
+    lookback_ns = int(model.window.lookback.total_seconds() * 1e9) if spec.audit is not None else None
+
+    def stream(end: datetime) -> WindowStream:
+        return WindowStream(model, max_rows=model.window.max_rows, seed=_sample_seed(model.name, end), validate=validate,
+                            ordered=scan_ordered(inputs.source), keys_lookback_ns=lookback_ns)
+
+    taken, start, end = _read_fresh(inputs, spec, now, stream)
     late = _read_late(inputs, spec)
-    after = spec.after if isinstance(spec.after, Watermark) else None  # late rows are only read after a watermark
-    watermark = watermark_of(frame, inputs.model.columns) or (after if not late.empty else None)
     if not late.empty:
         log.info("%d late rows (committed after the watermark passed their time) join this window", len(late))
-        frame = pd.concat([late, frame], ignore_index=True) if not frame.empty else late
-    return Window(frame, start, end, len(late), watermark)
+        taken.add(late, fresh=False)
+    streamed = taken.finish()
+    after = spec.after if isinstance(spec.after, Watermark) else None  # late rows are only read after a watermark
+    watermark = streamed.watermark or (after if not late.empty else None)
+    return Window(streamed.rows, start, end, len(late), watermark, streamed.sample, streamed.sampled, streamed.summary,
+                  streamed.error, streamed.key_ns, streamed.key_hashes)
 
 
-def _read_fresh(inputs: Inputs, spec: WindowSpec, now: datetime) -> tuple[pd.DataFrame, datetime | None, datetime]:
-    """The rows after the watermark (or in the given span) and the window's (start, end)."""
+def _read_fresh(inputs: Inputs, spec: WindowSpec, now: datetime,
+                stream: Callable[[datetime], WindowStream]) -> tuple[WindowStream, datetime | None, datetime]:
+    """The rows after the watermark (or in the given span), streamed, and the window's (start, end)."""
     model, columns = inputs.model, window_columns(inputs.model, inputs.labels)
     until = spec.until or now
     if spec.after is None:
         since = spec.since or until - model.window.size
-        frame = inputs.source.read(WindowQuery(columns, until=until, since=since))
-        return frame, since, until
+        return _taken(stream(until), inputs.source, WindowQuery(columns, until=until, since=since)), since, until
     start = spec.start
     assert start is not None
     # A time in place of a watermark bounds by time alone: every row after it is new.
     lower = {"after": spec.after} if isinstance(spec.after, Watermark) else {"since": start}
     end = min(until, start + model.window.size)
-    frame = inputs.source.read(WindowQuery(columns, until=end, **lower))
-    if len(frame) < model.window.min_rows and end < until:
-        # Catching up on sparse data: stretch the window until it holds min_rows rows.
+    taken = _taken(stream(end), inputs.source, WindowQuery(columns, until=end, **lower))
+    if taken.rows < model.window.min_rows and end < until:
+        # Catching up on sparse data: stretch the window until it holds min_rows rows (at most
+        # min_rows rows, read whole and in order).
         frame = inputs.source.read(WindowQuery(columns, until=until, limit=model.window.min_rows, **lower))
         end = until if len(frame) < model.window.min_rows else frame[model.columns.timestamp].iloc[-1].to_pydatetime()
-    return frame, start, end
+        taken = stream(end)
+        taken.add(frame)
+    return taken, start, end
+
+
+def _taken(taken: WindowStream, source: Source, query: WindowQuery) -> WindowStream:
+    for batch in scan(source, query):
+        taken.add(batch)
+    return taken
 
 
 def _read_late(inputs: Inputs, spec: WindowSpec) -> pd.DataFrame:
@@ -135,7 +169,7 @@ def seen_of(window: Window, spec: WindowSpec, model: ModelConfig) -> Seen | None
     if start is None or window.watermark is None:
         return None
     lookback_ns = int(model.window.lookback.total_seconds() * 1e9)
-    return seen_block(window.frame, model.columns, window.watermark, start, lookback_ns)
+    return seen_block_of_keys(window.key_ns, window.key_hashes, window.watermark, start, lookback_ns)
 
 
 def _sample_seed(model: str, end: datetime) -> int:
@@ -149,8 +183,6 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
     `attribution` says which version's rows quality judges (monitor.attribution); None: all rows.
     `signals`: the champion's quality estimator and multivariate reference (monitor.estimates)."""
     from monitor.drift import DriftError, check_drift
-    from monitor.sample import sample_rows
-    from monitor.validate import InputError, validate_window
 
     now = now or datetime.now(timezone.utc)
     clock = time.perf_counter()
@@ -166,26 +198,28 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
     model = inputs.model
     try:
         window = read_window(inputs, spec, now)
-        frame, start, end = window.frame, window.start, window.end
-        result = replace(result, window_start=start, window_end=end, rows=len(frame), late_rows=window.late_rows,
+        start, end = window.start, window.end
+        result = replace(result, window_start=start, window_end=end, rows=window.rows, late_rows=window.late_rows,
                          null_timestamps=_null_timestamps(inputs))
-        log.debug("window read: %d rows", len(frame))
-        if len(frame) < model.window.min_rows:
-            return Checked(_finish(result, clock, status=CheckStatus.INSUFFICIENT_DATA, message=_too_few(len(frame), model, start, end)))
-        frame = validate_window(frame, model)
-        sample, sampled = sample_rows(frame, model.window.max_rows, _sample_seed(model.name, end))
-        drift = check_drift(reference, sample, model)
+        log.debug("window read: %d rows", window.rows)
+        if window.rows < model.window.min_rows:
+            return Checked(_finish(result, clock, status=CheckStatus.INSUFFICIENT_DATA, message=_too_few(window.rows, model, start, end)))
+        if window.error is not None:
+            raise window.error
+        drift = check_drift(reference, window.sample, model)
     except SourceError as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
     except (InputError, DriftError) as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
     signals = signals or NO_SIGNALS
     quality, quality_note, labelled = _measure_quality(inputs, end, attribution, features=signals.needs_features)
-    extra, notes = _label_free(signals, model, frame, sample, labelled, _sample_seed(model.name, end))
+    # The multivariate test caps its rows with its own seeded sample: drawn from the window's
+    # uniform sample, it is a uniform sample of the window too.
+    extra, notes = _label_free(signals, model, window.sample, window.sample, labelled, _sample_seed(model.name, end))
     result = replace(
         result,
-        rows_used=len(sample),
-        sampled=sampled,
+        rows_used=len(window.sample),
+        sampled=window.sampled,
         features=drift.features,
         drifted_share=drift.drifted_share,
         dataset_drifted=drift.dataset_drifted,
@@ -200,7 +234,7 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
     if result.multivariate is not None and result.multivariate.drifted:
         result = replace(result, dataset_drifted=True)
     status = CheckStatus.DRIFT if result.dataset_drifted else CheckStatus.OK
-    return Checked(_finish(result, clock, status=status, message=None), drift.snapshot, seen_of(window, spec, model))
+    return Checked(_finish(result, clock, status=status, message=None), drift.snapshot, seen_of(window, spec, model), window.summary)
 
 
 def _null_timestamps(inputs: Inputs) -> int:

@@ -197,7 +197,7 @@ def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     try:
         inputs = Inputs(model, open_source(model.source, model.columns), None)
         try:
-            window = read_window(inputs, spec, now)
+            window = read_window(inputs, spec, now, validate=False)  # skipped rows need not be valid
         finally:
             inputs.close()
     except SourceError as exc:
@@ -207,9 +207,9 @@ def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
         say(f"nothing to skip: no rows of {model.name} after its watermark")
         return OK
     late = f" ({window.late_rows} of them late)" if window.late_rows else ""
-    message = f"skipped with `driftd skip-window`: {len(window.frame)} rows{late} not checked"
+    message = f"skipped with `driftd skip-window`: {window.rows} rows{late} not checked"
     result = CheckResult(check_id=uuid.uuid4().hex, model=model.name, status=CheckStatus.ERROR, started_at=now,
-                         window_start=window.start, window_end=window.end, rows=len(window.frame), watermark=mark,
+                         window_start=window.start, window_end=window.end, rows=window.rows, watermark=mark,
                          message=message, late_rows=window.late_rows)
     # The skipped rows' keys are recorded too: they must not come back as late rows.
     store.record_check(result, seen_of(window, spec, model))

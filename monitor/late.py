@@ -129,11 +129,18 @@ def find_late(source: Source, columns: Columns, wanted: tuple[str, ...], after: 
 def seen_block(frame: pd.DataFrame, columns: Columns, watermark: Watermark, audit_from: pd.Timestamp,
                lookback_ns: int) -> Seen:
     """The keys of `frame` (a window about to be recorded with `watermark`) still inside the look-back."""
+    stamps = nanoseconds(frame[columns.timestamp]) if not frame.empty else np.empty(0, dtype=np.int64)
+    return seen_block_of_keys(stamps, key_hashes(frame, columns), watermark, audit_from, lookback_ns)
+
+
+def seen_block_of_keys(stamps: np.ndarray, hashes: np.ndarray, watermark: Watermark, audit_from: pd.Timestamp,
+                       lookback_ns: int) -> Seen:
+    """seen_block from a window's keys already hashed (int64 ns timestamps and key_hashes,
+    row for row), as a streamed window keeps them."""
     mark_ns = pd.Timestamp(watermark.timestamp).value
     start_ns = max(pd.Timestamp(audit_from).value, mark_ns - lookback_ns) if lookback_ns > 0 else mark_ns
-    stamps = nanoseconds(frame[columns.timestamp]) if not frame.empty else np.empty(0, dtype=np.int64)
     inside = stamps > start_ns
-    hashes = key_hashes(frame[inside], columns) if inside.any() else np.empty(0, dtype=np.uint64)
+    hashes = hashes[inside] if inside.any() else np.empty(0, dtype=np.uint64)
     low = int(stamps[inside].min()) if inside.any() else start_ns
     high = int(stamps[inside].max()) if inside.any() else start_ns
     return Seen(audit_from_ns=start_ns, min_ts_ns=low, max_ts_ns=high, hashes=hashes)

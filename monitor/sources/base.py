@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -57,6 +57,12 @@ class Source(ABC):
         Timestamps come back as timezone-aware UTC `datetime64[ns, UTC]`.
         Raises SourceError with an actionable message on any failure."""
 
+    # Optional (built-in sources have it; a source without it is read whole with read()):
+    #   scan(query) -> Iterator[pd.DataFrame]: the same rows as read() in batches, so a window
+    #   is checked in bounded memory; `scan_ordered` says whether the batches come in
+    #   (timestamp, id) order (then the window's watermark is its last row's key, as the
+    #   source orders keys) or in any order (then it is the largest key).
+
     @abstractmethod
     def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         """Rows whose id column is in `ids` (for delayed labels). Same errors as read()."""
@@ -67,3 +73,19 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release connections; the source may not be used afterwards."""
+
+
+def scan(source: Source, query: WindowQuery) -> Iterator[pd.DataFrame]:
+    """The window's rows in batches: the source's own scan() when it has one, else read() whole."""
+    streamed = getattr(source, "scan", None)
+    if streamed is not None:
+        yield from streamed(query)
+        return
+    frame = source.read(query)
+    if not frame.empty:
+        yield frame
+
+
+def scan_ordered(source: Source) -> bool:
+    """Whether scan(source, ...) yields rows in (timestamp, id) order (read() always does)."""
+    return getattr(source, "scan_ordered", True) if hasattr(source, "scan") else True

@@ -17,7 +17,7 @@ Timestamp storage:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from monitor.redact import mask, url_secrets
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 IDS_PER_QUERY = 10_000
+BATCH_ROWS = 65_536  # rows fetched per round trip when a window is streamed
 CONNECT_TIMEOUT_SECONDS = 5
 _ISO_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}(?P<sep>[T ])\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<zone>Z|[+-]\d{2}:?\d{2})?$"
@@ -43,6 +44,7 @@ class SqlLogSource(Source):
     """Reads windows of prediction logs from one table or query over one pooled Engine."""
 
     config_model = SqlSource
+    scan_ordered = True  # scan() yields the rows in the database's (timestamp, id) order
 
     def __init__(self, cfg: SqlSource, columns: Columns) -> None:
         try:
@@ -79,21 +81,42 @@ class SqlLogSource(Source):
     def read(self, query: WindowQuery) -> pd.DataFrame:
         names = list(dict.fromkeys([*query.columns, self._ts, self._id]))
         with self._connect() as conn:
-            src = self._selectable(names)
-            ts, key = src.c[self._ts], src.c[self._id]
-            where = [ts <= self._bind_time(conn, query.until, "until")]
-            if query.after is not None:
-                after = self._bind_time(conn, query.after.timestamp, "after_ts")
-                where.append(sa.tuple_(ts, key) > sa.tuple_(after, sa.bindparam("after_id", _plain(query.after.id))))
-            elif query.since is not None:
-                where.append(ts > self._bind_time(conn, query.since, "since"))
-            if query.through is not None:
-                through = self._bind_time(conn, query.through.timestamp, "through_ts")
-                where.append(sa.tuple_(ts, key) <= sa.tuple_(through, sa.bindparam("through_id", _plain(query.through.id))))
-            stmt = sa.select(*[src.c[n] for n in query.columns]).where(*where).order_by(ts, key)
-            if query.limit is not None:
-                stmt = stmt.limit(query.limit)
+            stmt = self._window_statement(conn, query)
             return self._frame(self._execute(conn, stmt, {}, names), query.columns)
+
+    def scan(self, query: WindowQuery) -> Iterator[pd.DataFrame]:
+        """The window's rows as frames of at most BATCH_ROWS rows, in (timestamp, id) order,
+        fetched through a server-side cursor (`stream_results`): the client never holds the
+        whole window."""
+        names = list(dict.fromkeys([*query.columns, self._ts, self._id]))
+        with self._connect() as conn:
+            stmt = self._window_statement(conn, query)
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=BATCH_ROWS)
+            try:
+                result = streaming.execute(stmt)
+                while rows := result.fetchmany(BATCH_ROWS):
+                    yield self._frame(rows, query.columns)
+            except DBAPIError as exc:
+                conn.rollback()
+                raise self._diagnose(conn, names, exc) from None
+
+    def _window_statement(self, conn: Connection, query: WindowQuery) -> sa.Select[Any]:
+        names = list(dict.fromkeys([*query.columns, self._ts, self._id]))
+        src = self._selectable(names)
+        ts, key = src.c[self._ts], src.c[self._id]
+        where = [ts <= self._bind_time(conn, query.until, "until")]
+        if query.after is not None:
+            after = self._bind_time(conn, query.after.timestamp, "after_ts")
+            where.append(sa.tuple_(ts, key) > sa.tuple_(after, sa.bindparam("after_id", _plain(query.after.id))))
+        elif query.since is not None:
+            where.append(ts > self._bind_time(conn, query.since, "since"))
+        if query.through is not None:
+            through = self._bind_time(conn, query.through.timestamp, "through_ts")
+            where.append(sa.tuple_(ts, key) <= sa.tuple_(through, sa.bindparam("through_id", _plain(query.through.id))))
+        stmt = sa.select(*[src.c[n] for n in query.columns]).where(*where).order_by(ts, key)
+        if query.limit is not None:
+            stmt = stmt.limit(query.limit)
+        return stmt
 
     def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         names = list(dict.fromkeys([*columns, self._id]))
