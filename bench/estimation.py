@@ -676,7 +676,7 @@ def section_wired(seeds: int, clean: int = 3, drifted: int = 3) -> None:
     defaults = parse_config({"models": [{"name": "m", "source": {"type": "files", "path": "x"}, "columns": {"timestamp": "t", "id": "i", "prediction": "p", "numerical": ["a"]}, "task": "regression"}]}, base_dir=Path(".")).models[0]
     mv = defaults.drift.multivariate
     table(summary, f"Shipped defaults through run_check + policy: correlation flip after window {clean}, n = {WINDOW}; "
-                   f"drift.multivariate alpha {mv.alpha}, max_rows {mv.max_rows}, learner {mv.learner}; policy alert_after {defaults.policy.alert_after}")
+                   f"multivariate in the family at drift.false_alarm_rate {defaults.drift.false_alarm_rate}, max_rows {mv.max_rows}, learner {mv.learner}; policy alert_after {defaults.policy.alert_after}")
 
 
 # --- main ----------------------------------------------------------------------------------------

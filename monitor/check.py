@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import ModelConfig
+from monitor import estimates
 from monitor.estimates import NO_SIGNALS, Signals, estimator_columns
 from monitor.labels import attach_labels
 from monitor.late import Audit, Seen, audit_start, find_late, seen_block_of_keys
 from monitor.redact import mask
-from monitor.results import CheckResult, CheckStatus, Quality, Watermark
+from monitor.results import CheckResult, CheckStatus, MultivariateSignal, Quality, Watermark
 from monitor.sources.base import Source, SourceError, WindowQuery, scan, scan_ordered
 from monitor.stream import WindowStream, WindowSummary
 from monitor.validate import InputError
@@ -206,16 +207,22 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
             return Checked(_finish(result, clock, status=CheckStatus.INSUFFICIENT_DATA, message=_too_few(window.rows, model, start, end)))
         if window.error is not None:
             raise window.error
-        drift = check_drift(reference, window.sample, model)
+        signals = signals or NO_SIGNALS
+        seed = _sample_seed(model.name, end)
+        # The multivariate test caps its rows with its own seeded sample: drawn from the window's
+        # uniform sample, it is a uniform sample of the window too.
+        joint, joint_note = _guarded(model, "multivariate test", lambda: estimates.multivariate(signals, model, window.sample, seed), None)
+        drift = check_drift(reference, window.sample, model, extra=_family_member(joint, model))
     except SourceError as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"source_error": exc.kind}))
     except (InputError, DriftError) as exc:
         return Checked(_finish(result, clock, status=CheckStatus.ERROR, message=str(exc), details={"input_error": type(exc).__name__}))
-    signals = signals or NO_SIGNALS
     quality, quality_note, labelled = _measure_quality(inputs, end, attribution, features=signals.needs_features)
-    # The multivariate test caps its rows with its own seeded sample: drawn from the window's
-    # uniform sample, it is a uniform sample of the window too.
-    extra, notes = _label_free(signals, model, window.sample, window.sample, labelled, _sample_seed(model.name, end))
+    extra, notes = _label_free(signals, model, window.sample, labelled, seed)
+    if joint is not None:
+        extra["multivariate"] = _decided(joint, drift.extra_drifted)
+    if joint_note or signals.domain_note:
+        notes["multivariate_error"] = mask(joint_note or signals.domain_note or "")
     result = replace(
         result,
         rows_used=len(window.sample),
@@ -229,10 +236,6 @@ def run_check(inputs: Inputs, reference: PreparedReference, spec: WindowSpec, *,
         details={**({"labels_error": quality_note} if quality_note else {}), **notes},
         **extra,
     )
-    # The multivariate test is one more drift signal: a joint change the per-column tests miss
-    # makes the window drifted too (its own p-value stays in the result for a test family).
-    if result.multivariate is not None and result.multivariate.drifted:
-        result = replace(result, dataset_drifted=True)
     status = CheckStatus.DRIFT if result.dataset_drifted else CheckStatus.OK
     return Checked(_finish(result, clock, status=status, message=None), drift.snapshot, seen_of(window, spec, model), window.summary)
 
@@ -269,29 +272,39 @@ def null_timestamps_note(rows: int, model: str) -> str:
             "timestamp column (counted in driftd_null_timestamp_rows)")
 
 
-def _label_free(signals: Signals, model: ModelConfig, frame: pd.DataFrame, sample: pd.DataFrame, labelled: pd.DataFrame | None,
+def _guarded(model: ModelConfig, what: str, compute: Callable[[], tuple[Any, str | None]], empty: Any) -> tuple[Any, str | None]:
+    try:
+        return compute()
+    except Exception as exc:  # an optional signal never fails the drift verdict
+        log.exception("%s failed for %s", what, model.name)
+        return empty, f"{what} failed: {type(exc).__name__}: {exc}"
+
+
+def _family_member(joint: MultivariateSignal | None, model: ModelConfig) -> dict[str, float]:
+    """The multivariate p-value as one more hypothesis of the model's false-alarm family, so one
+    budget (drift.false_alarm_rate) covers every test; below the AUROC floor it cannot reject."""
+    if joint is None:
+        return {}
+    return {"multivariate": joint.p_value if joint.auroc >= model.drift.multivariate.min_auroc else 1.0}
+
+
+def _decided(joint: MultivariateSignal, rejected: tuple[str, ...]) -> MultivariateSignal:
+    if "multivariate" in rejected:
+        return replace(joint, drifted=True)
+    return replace(joint, drifted=False, contributions=())
+
+
+def _label_free(signals: Signals, model: ModelConfig, sample: pd.DataFrame, labelled: pd.DataFrame | None,
                 seed: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """The window's estimated quality, the estimate's error where labels arrived, and the
-    multivariate test; what could not be computed is named in the details, never fatal."""
-    from monitor import estimates
-
-    def guarded(what: str, compute: Any, empty: Any) -> tuple[Any, str | None]:
-        try:
-            return compute()
-        except Exception as exc:  # an optional signal never fails the drift verdict
-            log.exception("%s failed for %s", what, model.name)
-            return empty, f"{what} failed: {type(exc).__name__}: {exc}"
-
-    estimated, note_estimate = guarded("quality estimate", lambda: estimates.estimate(signals, model, sample, labelled, seed), None)
-    gaps, note_errors = guarded("estimation error", lambda: estimates.errors(signals, model, labelled, seed), ())
-    found, note_multivariate = guarded("multivariate test", lambda: estimates.multivariate(signals, model, frame, seed), None)
+    """The window's estimated quality and the estimate's error where labels arrived; what could
+    not be computed is named in the details, never fatal."""
+    estimated, note_estimate = _guarded(model, "quality estimate", lambda: estimates.estimate(signals, model, sample, labelled, seed), None)
+    gaps, note_errors = _guarded(model, "estimation error", lambda: estimates.errors(signals, model, labelled, seed), ())
     notes = {}
     estimation = [n for n in (signals.estimator_note if signals.estimator is None else None, note_estimate, note_errors) if n]
     if estimation:
         notes["estimation_error"] = mask("; ".join(estimation))
-    if note_multivariate or signals.domain_note:
-        notes["multivariate_error"] = mask(note_multivariate or signals.domain_note or "")
-    return {"estimated": estimated, "estimation_errors": gaps, "multivariate": found}, notes
+    return {"estimated": estimated, "estimation_errors": gaps}, notes
 
 
 def _measure_quality(inputs: Inputs, end: datetime, attribution: Attribution | None,

@@ -76,14 +76,33 @@ class ColumnReference:
     categorical: stats.CategoricalReference | None = None
 
 
+class EvidentlyReference:
+    """The reference as an Evidently Dataset, built on first use: only an HTML report needs it,
+    and `import evidently` alone costs seconds and ~280 MB (the scores come from monitor.stats)."""
+
+    def __init__(self, typed: pd.DataFrame, plan: list[_Planned]) -> None:
+        self._typed = typed
+        self._plan = plan
+        self._built: tuple[DataDefinition, Dataset] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[DataDefinition, Dataset]:
+        with self._lock:
+            if self._built is None:
+                from evidently import Dataset
+
+                definition = _definition(self._plan)
+                self._built = definition, Dataset.from_pandas(self._typed, data_definition=definition)
+            return self._built
+
+
 @dataclass(frozen=True)
 class PreparedReference:
     """A champion version's reference, typed and wrapped for Evidently once, reused by every check."""
 
     version: str
     frame: pd.DataFrame  # the reference rows as given
-    dataset: Dataset  # only the checked columns, typed as the checks type the window
-    definition: DataDefinition
+    evidently: EvidentlyReference  # the Evidently Dataset, built only for an HTML report
     rows: int
     prediction_column: str | None = None  # None: the reference holds no model output to compare
     columns: Mapping[str, pd.Series] = dataclasses.field(default_factory=dict)  # typed, inf/NaN dropped
@@ -122,9 +141,7 @@ def prediction_drift_column(model: ModelConfig) -> tuple[str, str]:
 
 
 def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> PreparedReference:
-    """Type the reference's checked columns and build its Evidently Dataset, once per version."""
-    from evidently import Dataset
-
+    """Type the reference's checked columns and prepare its tests, once per version."""
     where = f"reference of model {model.name!r} version {version}"
     missing = [c for c in model.columns.features if c not in frame.columns]
     if missing:
@@ -147,14 +164,12 @@ def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> 
     if prediction_column is None:
         log.warning("%s has no column %r: prediction drift is not computed for it", where, output)
     plan = _plan(model, prediction_column)
-    definition = _definition(plan)
     started = time.perf_counter()
     typed = _typed(frame, plan, where)
-    dataset = Dataset.from_pandas(typed, data_definition=definition)
     columns = {p.column: _finite(typed[p.column]) for p in plan}
     tests = {p.column: _column_reference(p, typed[p.column], columns[p.column]) for p in plan}
     log.debug("%s prepared in %.2fs (%d rows)", where, time.perf_counter() - started, len(frame))
-    return PreparedReference(version, frame, dataset, definition, len(frame), prediction_column, columns, tests,
+    return PreparedReference(version, frame, EvidentlyReference(typed, plan), len(frame), prediction_column, columns, tests,
                              NullCache(version))
 
 
@@ -275,9 +290,10 @@ class DeferredSnapshot:
         from evidently.metrics import ValueDrift
 
         metrics = [ValueDrift(column=p.column, method=p.method.method, threshold=p.method.threshold) for p in self._plan]
-        current = Dataset.from_pandas(self._current, data_definition=self._reference.definition)
+        definition, reference = self._reference.evidently.get()
+        current = Dataset.from_pandas(self._current, data_definition=definition)
         try:
-            return Report(metrics, include_tests=True).run(current, self._reference.dataset)
+            return Report(metrics, include_tests=True).run(current, reference)
         except ReferenceMetricNotFound as exc:  # a BaseException: `except Exception` misses it
             raise DriftError(f"Evidently found no reference result ({exc}); the reference Dataset is unusable, re-prepare it") from None
         except (ValueError, TypeError, ZeroDivisionError) as exc:

@@ -184,17 +184,21 @@ def multivariate(signals: Signals, model: ModelConfig, window: pd.DataFrame, see
     from monitor.multivariate import MultivariateError, domain_classifier_test
 
     options = model.drift.multivariate
+    # Its p-value joins the model's Benjamini-Hochberg family (monitor.check): a rejected test
+    # has p <= drift.false_alarm_rate, so that is where contributions are worth computing;
+    # `drifted` here is provisional until the family decides.
+    alpha = model.drift.false_alarm_rate
     try:
         found = domain_classifier_test(signals.domain, window, max_rows=options.max_rows, learner=options.learner,
-                                       explain_below=options.alpha, seed=seed)
+                                       explain_below=alpha, seed=seed)
     except MultivariateError as exc:
         return None, f"multivariate test not run: {exc}"
-    drifted = found.drifted(options.alpha, options.min_auroc)
+    drifted = found.drifted(alpha, options.min_auroc)
     # The features that carry the change: shuffling the others costs the classifier only noise
     # (a correlation flip: 0.20-0.24 AUROC for the two features, under 0.015 for the rest).
     floor = 0.1 * max((c.auroc_drop for c in found.contributions), default=0.0)
     top = tuple(Contribution(c.feature, c.auroc_drop) for c in found.contributions if c.auroc_drop > 0 and c.auroc_drop >= floor) if drifted else ()
-    return MultivariateSignal(found.auroc, found.p_value, options.alpha, drifted, found.window_rows, found.reference_rows,
+    return MultivariateSignal(found.auroc, found.p_value, alpha, drifted, found.window_rows, found.reference_rows,
                               found.learner, top, found.seconds), None
 
 

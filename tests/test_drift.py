@@ -292,3 +292,24 @@ def test_sampling_leaves_small_windows_alone():
     with pytest.raises(ValueError, match="max_rows must be at least 1"):
         sample_rows(logs, 0, seed=1)
 
+
+
+def test_a_check_with_the_default_methods_never_imports_evidently(tmp_path):
+    # `import evidently` costs seconds and ~280 MB per process; only the HTML report needs it.
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from tests.test_drift import frame, model_config
+from monitor.drift import check_drift, prepare_reference
+model = model_config(Path({str(tmp_path)!r}))
+outcome = check_drift(prepare_reference(frame(1), model, "1"), frame(2, shift_b=1.0), model)
+assert outcome.drifted_features == ["b"], outcome.drifted_features
+print(sorted(m for m in sys.modules if m.split(".")[0] == "evidently"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
