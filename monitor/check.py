@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from monitor.config import ModelConfig
 from monitor import estimates
+from monitor.config import ModelConfig
 from monitor.estimates import NO_SIGNALS, Signals, estimator_columns
 from monitor.labels import attach_labels
 from monitor.late import Audit, Seen, audit_start, find_late, seen_block_of_keys
