@@ -221,10 +221,8 @@ def check_drift(reference: PreparedReference, window: pd.DataFrame, model: Model
         prediction = output.result({n for n, pv in output.p_values.items() if pv <= drift.false_alarm_rate}, floors)
     share = sum(f.drifted for f in features) / len(features)
     extra_drifted = tuple(sorted(by_column.get(-1, set())))
-    if drift.dataset_rule == "share":
-        dataset = share >= drift.dataset_share
-    else:
-        dataset = share > 0 or bool(extra_drifted)
+    # An extra hypothesis (the multivariate test) is a whole-window signal: it counts under both rules.
+    dataset = bool(extra_drifted) or (share >= drift.dataset_share if drift.dataset_rule == "share" else share > 0)
     snapshot = DeferredSnapshot(current, reference, plan)
     return DriftOutcome(features, share, dataset, prediction, snapshot, extra_drifted)
 

@@ -218,6 +218,9 @@ def test_dataset_rule_share_and_extra_hypotheses(tmp_path) -> None:
     assert not check_drift(reference, window, shared).dataset_drifted  # 1 of 20 < 10%
     outcome = check_drift(reference, frame(1000, 2), model(tmp_path), extra={"multivariate": 1e-9})
     assert outcome.extra_drifted == ("multivariate",) and outcome.dataset_drifted
+    # The multivariate test is a whole-window signal: it drifts the window under the share rule too.
+    joint = check_drift(reference, frame(1000, 2), shared, extra={"multivariate": 1e-9})
+    assert joint.extra_drifted == ("multivariate",) and joint.dataset_drifted
 
 
 def test_reference_too_small_says_how_big_it_must_be(tmp_path) -> None:
