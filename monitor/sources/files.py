@@ -133,11 +133,13 @@ class FileLogSource(Source):
         try:
             return pa.concat_tables(tables, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SourceError(
-                f"files matching {self._pattern} disagree on column types ({exc}); "
-                "make every file write each column with the same type",
-                kind="schema",
-            ) from None
+            raise self._schema_conflict(exc) from None
+
+    def _schema_conflict(self, exc: Exception) -> SourceError:
+        return SourceError(
+            f"files matching {self._pattern} disagree on column types ({exc}); make every file write each column with the same type",
+            kind="schema",
+        )
 
     def _batches(self, wanted: list[str], filter_for: FilterFor) -> Iterator[pa.Table]:
         for fmt, group in _by_format(self._files(), self._format).items():
@@ -173,11 +175,7 @@ class FileLogSource(Source):
         try:
             return pa.unify_schemas([unified, schema], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SourceError(
-                f"files matching {self._pattern} disagree on column types ({exc}); "
-                "make every file write each column with the same type",
-                kind="schema",
-            ) from None
+            raise self._schema_conflict(exc) from None
 
     def _scan_parquet(self, paths: list[Path], wanted: list[str], filter_for: FilterFor) -> list[pa.Table]:
         # Files with the same physical types for the wanted columns are scanned as one
