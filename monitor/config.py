@@ -16,7 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.plugins import CHANNELS, COMPRESSORS, SOURCES, PluginError, Registry
 from monitor.redact import literal_secret
@@ -387,6 +399,10 @@ class RetrainOptions(Strict):
     min_holdout_rows: int = Field(default=500, ge=1)
     # Threads a retrain trains on (estimators with n_jobs, OpenMP ones); unset: every core the process may use.
     n_jobs: int | None = Field(default=None, ge=1)
+    # Each retrain runs in its own process (monitor.isolation): killed past `timeout`, and on Linux
+    # refused memory beyond `memory_limit` bytes of address space ("4GiB", "500MB" or a number).
+    timeout: PositiveDuration = timedelta(hours=2)
+    memory_limit: ByteSize | None = Field(default=None, gt=0)
     enabled: bool = True
 
 

@@ -1,4 +1,5 @@
-"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time.
+"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time,
+each in its own child process (monitor.isolation) bounded by `retrain.timeout` and `retrain.memory_limit`.
 
 One worker for the whole daemon: retraining is CPU-bound and a 2-core machine gains nothing
 from two at once; the state store already refuses a second job for the same model.
@@ -11,8 +12,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
+from monitor.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
 from monitor.logs import log_context
 from monitor.metrics import Metrics
+from monitor.redact import mask, url_secrets
 from monitor.state import RetrainJob, StateStore
 from monitor.statuses import JobStatus, RetrainOutcome
 
@@ -20,9 +23,14 @@ log = logging.getLogger("driftd.retrain")
 
 
 class RetrainHandoff:
-    def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None,
+                 target: str = DEFAULT_TARGET) -> None:
+        """`target` names the retrain function ('module:function'), resolved in the child; tests
+        name one that raises, hangs or aborts."""
         self._config, self._store, self._metrics = config, store, metrics
         self._clock = clock or SystemClock()
+        self._target = target
+        self._running: IsolatedRun | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
         self._submitted: list[Future] = []
 
@@ -43,10 +51,14 @@ class RetrainHandoff:
                 outcome = self._retrain(model, trigger)
                 self._store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
                                                run_id=outcome.run_id, version=outcome.version)
+            except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
+                reason = self._masked(str(exc))
+                log.error("retrain %s failed: %s", job.job_id, reason)
+                self._failed(job, model, reason)
+                return
             except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
                 log.exception("retrain %s crashed", job.job_id)
-                self._mark_failed(job, f"crashed: {exc}")
-                self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
+                self._failed(job, model, self._masked(f"crashed: {exc}"))
                 return
             finally:
                 if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go
@@ -54,11 +66,22 @@ class RetrainHandoff:
             self._publish(model, outcome)
             log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
 
-    def _retrain(self, model: ModelConfig, trigger):
-        from retrain import run_retrain
+    def _failed(self, job: RetrainJob, model: ModelConfig, reason: str) -> None:
+        self._mark_failed(job, reason)
+        self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
 
-        # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
-        return run_retrain(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
+    def _retrain(self, model: ModelConfig, trigger):
+        run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
+        self._running = run
+        try:
+            # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+            return run.run(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
+        finally:
+            self._running = None
+
+    def _masked(self, reason: str) -> str:
+        # The child's message may quote a connection string; the store's and MLflow's credentials go.
+        return mask(reason, [*url_secrets(self._config.state_url), *url_secrets(self._config.mlflow.tracking_uri)])
 
     def _mark_failed(self, job: RetrainJob, reason: str) -> None:
         try:
@@ -76,4 +99,6 @@ class RetrainHandoff:
                 self._metrics.model_size(model.name, "compressed", outcome.compressed_size)
 
     def shutdown(self, wait: bool) -> None:
+        if not wait and self._running is not None:  # a retrain child must not outlive the daemon
+            self._running.kill()
         self._pool.shutdown(wait=wait, cancel_futures=True)
