@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -136,11 +137,22 @@ def _seconds(seconds: float) -> str:
 # --- the child ----------------------------------------------------------------------------
 
 
+class _Sender:
+    """The child's end of the pipe; a trainer's threads may log at once, and one message must not cut into another."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection, self._lock = connection, threading.Lock()
+
+    def send(self, message: tuple[str, Any]) -> None:
+        with self._lock:
+            self._connection.send(message)
+
+
 class _PipeHandler(logging.Handler):
     """Sends the child's log records to the parent, which logs them through the daemon's handlers
     (and so through its masking formatter)."""
 
-    def __init__(self, send: Connection) -> None:
+    def __init__(self, send: _Sender) -> None:
         super().__init__()
         self._send = send
 
@@ -154,7 +166,8 @@ class _PipeHandler(logging.Handler):
             self.handleError(record)
 
 
-def _child(send: Connection, target: str, memory_limit: int | None, level: int, args: tuple, kwargs: dict) -> None:
+def _child(connection: Connection, target: str, memory_limit: int | None, level: int, args: tuple, kwargs: dict) -> None:
+    send = _Sender(connection)
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)  # our own group, so a kill reaches trainers' worker processes too
     root = logging.getLogger()
@@ -173,7 +186,7 @@ def _child(send: Connection, target: str, memory_limit: int | None, level: int, 
         logging.getLogger("driftd.retrain").error("retrain process failed:\n%s", traceback.format_exc())
         send.send(("error", f"retrain failed in its process: {type(exc).__name__}: {exc}"))
     finally:
-        send.close()
+        connection.close()
 
 
 def _limit_memory(limit: int) -> None:

@@ -50,6 +50,9 @@ def hangs(config: Config, model: ModelConfig, trigger: Trigger, *, now: datetime
 
 
 def aborts(config: Config, model: ModelConfig, trigger: Trigger, *, now: datetime, progress: Callable[[str], None]) -> Any:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left in the test's directory
     os.abort()  # what a crashing native extension (or a hostile pickle) does to its process
 
 
