@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from monitor.estimation import Estimate, EstimatedQuality, EstimationGap
-from monitor.metrics import Metrics, ModelSnapshot
+from monitor.gauges import ModelSnapshot
+from monitor.metrics import Metrics
 from monitor.results import CheckResult, CheckStatus, FeatureDrift, MultivariateSignal, Quality
 from tests.test_metrics import T0, check, feature, series, value
 
