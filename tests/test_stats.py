@@ -103,7 +103,7 @@ def test_p_values_hold_their_level_with_no_drift(kind: str) -> None:
 
 
 def test_bucket_grid_is_geometric_and_capped() -> None:
-    assert [bucket(n) for n in (10, 16, 22, 23, 100, 1000, 10_000, 1_000_000)] == [10, 16, 16, 23, 91, 724, 8192, 10_000]
+    assert [bucket(n) for n in (10, 16, 22, 23, 100, 1000, 2048, 10_000, 1_000_000)] == [10, 16, 16, 23, 91, 724, 2048, 2048, 2048]
 
 
 def test_missing_and_novelty_tests() -> None:
