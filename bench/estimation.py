@@ -261,30 +261,28 @@ def section_cbpe(seeds: int) -> None:
            for (c, r), v in means.items()], "CBPE calibrators compared")
 
 
+def _concept_row(task: str, concept: float, scored: list[Any], metrics: tuple[str, ...]) -> dict[str, Any]:
+    """One concept-shift row: mean estimate, realized value, gap and band coverage per metric."""
+    row: dict[str, Any] = {"task": task, "concept shift": concept}
+    for metric in metrics:
+        part = [s for s in scored if s.metric == metric]
+        row[f"{metric} est"] = float(np.mean([s.estimated for s in part]))
+        row[f"{metric} real"] = float(np.mean([s.realized for s in part]))
+        row[f"{metric} gap"] = float(np.mean([s.error for s in part]))
+        row[f"{metric} in band"] = f"{np.mean([s.covered for s in part]):.0%}"
+    return row
+
+
 def section_concept(seeds: int) -> None:
     rows = []
     for concept in (0.0, 0.25, 0.5):
         scored = [s for seed in range(seeds) for _, ss in cbpe_world(seed, "hgb", ["auto"], BINARY_SHIFTS[:4], concept=concept)[("auto", 10_000)] for s in ss]
-        row: dict[str, Any] = {"task": "binary (cbpe)", "concept shift": concept}
-        for metric in ("accuracy", "roc_auc"):
-            part = [s for s in scored if s.metric == metric]
-            row[f"{metric} est"] = float(np.mean([s.estimated for s in part]))
-            row[f"{metric} real"] = float(np.mean([s.realized for s in part]))
-            row[f"{metric} gap"] = float(np.mean([s.error for s in part]))
-            row[f"{metric} in band"] = f"{np.mean([s.covered for s in part]):.0%}"
-        rows.append(row)
+        rows.append(_concept_row("binary (cbpe)", concept, scored, ("accuracy", "roc_auc")))
     table(rows, f"Concept shift, binary: x0's effect weakens and x1's reverses by the factor shown; {seeds} seeds x 4 windows, n = {WINDOW}")
     rows = []
     for concept in (0.0, 0.5, 1.0):
         scored = [s for seed in range(seeds) for s in dle_world(seed, [0.0, 0.5], concept=concept)]
-        row = {"task": "regression (dle)", "concept shift": concept}
-        for metric in ("mae", "rmse"):
-            part = [s for s in scored if s.metric == metric]
-            row[f"{metric} est"] = float(np.mean([s.estimated for s in part]))
-            row[f"{metric} real"] = float(np.mean([s.realized for s in part]))
-            row[f"{metric} gap"] = float(np.mean([s.error for s in part]))
-            row[f"{metric} in band"] = f"{np.mean([s.covered for s in part]):.0%}"
-        rows.append(row)
+        rows.append(_concept_row("regression (dle)", concept, scored, ("mae", "rmse")))
     table(rows, f"Concept shift, regression: f gains concept·(1.5·x1 + x2); {seeds} seeds x 2 windows, n = {WINDOW}")
 
     # what driftd says once labels arrive: estimation_errors on the labelled rows of one window
