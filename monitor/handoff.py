@@ -1,5 +1,6 @@
-"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time,
-each in its own child process (monitor.isolation) bounded by `retrain.timeout` and `retrain.memory_limit`.
+"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time, on
+the executor (monitor.executors): locally each in its own child process (monitor.isolation) bounded by
+`retrain.timeout` and `retrain.memory_limit`, on Ray as a task that runs that same child.
 
 One worker for the whole daemon: retraining is CPU-bound and a 2-core machine gains nothing
 from two at once; the state store already refuses a second job for the same model.
@@ -12,7 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
-from monitor.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
+from monitor.executors.base import Executor, ExecutorError, RetrainWork
+from monitor.executors.local import LocalExecutor
+from monitor.isolation import DEFAULT_TARGET, Limits, RetrainProcessFailed
 from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.redact import mask, url_secrets
@@ -24,13 +27,13 @@ log = logging.getLogger("driftd.retrain")
 
 class RetrainHandoff:
     def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None,
-                 target: str = DEFAULT_TARGET) -> None:
-        """`target` names the retrain function ('module:function'), resolved in the child; tests
-        name one that raises, hangs or aborts."""
+                 target: str = DEFAULT_TARGET, executor: Executor | None = None) -> None:
+        """`target` names the retrain function ('module:function'), resolved where the retrain runs;
+        tests name one that raises, hangs or aborts. `executor` runs it (default: a local child process)."""
         self._config, self._store, self._metrics = config, store, metrics
         self._clock = clock or SystemClock()
         self._target = target
-        self._running: IsolatedRun | None = None
+        self._executor = executor or LocalExecutor()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
         self._submitted: list[Future] = []
 
@@ -51,7 +54,7 @@ class RetrainHandoff:
                 outcome = self._retrain(model, trigger)
                 self._store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
                                                run_id=outcome.run_id, version=outcome.version)
-            except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
+            except (RetrainProcessFailed, ExecutorError) as exc:  # crashed, hung or raised, or its executor failed: the daemon carries on
                 reason = self._masked(str(exc))
                 log.error("retrain %s failed: %s", job.job_id, reason)
                 self._failed(job, model, reason)
@@ -71,13 +74,10 @@ class RetrainHandoff:
         self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
 
     def _retrain(self, model: ModelConfig, trigger):
-        run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
-        self._running = run
-        try:
-            # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
-            return run.run(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
-        finally:
-            self._running = None
+        limits = Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit)
+        # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+        return self._executor.retrain(RetrainWork(self._target, limits, self._config, model, trigger, self._clock.now(),
+                                                  progress=lambda line: log.info("retrain: %s", line)))
 
     def _masked(self, reason: str) -> str:
         # The child's message may quote a connection string; the store's and MLflow's credentials go.
@@ -99,6 +99,6 @@ class RetrainHandoff:
                 self._metrics.model_size(model.name, "compressed", outcome.compressed_size)
 
     def shutdown(self, wait: bool) -> None:
-        if not wait and self._running is not None:  # a retrain child must not outlive the daemon
-            self._running.kill()
+        if not wait:  # a retrain must not outlive the daemon
+            self._executor.stop_retrain()
         self._pool.shutdown(wait=wait, cancel_futures=True)
