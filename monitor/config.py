@@ -614,8 +614,8 @@ class RayExecutorConfig(ExecutorConfig):
         return sorted(set(self.models) - names)
 
     def resources(self, model: str, kind: Literal["check", "retrain"]) -> RayResources:
-        override = getattr(self.models[model], kind) if model in self.models else None
-        return override or getattr(self, kind)
+        chosen: RayResources | None = getattr(self.models[model], kind) if model in self.models else None
+        return chosen or (self.check if kind == "check" else self.retrain)
 
 
 # Any registered executor type (monitor.plugins.EXECUTORS).

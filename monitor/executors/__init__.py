@@ -17,4 +17,4 @@ def open_executor(config: Config) -> Executor:
     """The executor the configuration names (monitor.plugins.EXECUTORS); nothing connects yet."""
     from monitor.plugins import EXECUTORS
 
-    return EXECUTORS.get(config.executor.type)(config.executor, config)  # type: ignore[no-any-return]
+    return EXECUTORS.get(config.executor.type)(config.executor, config)

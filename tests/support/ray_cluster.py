@@ -56,7 +56,8 @@ class RayCluster:
     client_port: int = 0  # ray://127.0.0.1:<client_port>
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    def start_node(self, *, num_cpus: int, head: bool = False, timeout: float = 90) -> subprocess.Popen:
+    def start_node(self, *, num_cpus: int, head: bool = False, port: int | None = None, timeout: float = 90) -> subprocess.Popen:
+        """A head (on `port`, e.g. to restart a head where it was) or a node joining the head."""
         gcs, node_manager, object_manager, client, agent_grpc, agent_http, metrics, runtime_env = _free_ports(8)
         workers = _free_range(40)
         args = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
@@ -65,6 +66,7 @@ class RayCluster:
                 f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
                 f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
                 "--object-store-memory=200000000", "--disable-usage-stats"]
+        gcs = port or gcs
         if head:
             self.address, self.client_port = f"127.0.0.1:{gcs}", client
             args += ["--head", f"--port={gcs}", f"--ray-client-server-port={client}", "--include-dashboard=false",
