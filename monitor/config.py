@@ -599,6 +599,7 @@ class RayExecutorConfig(ExecutorConfig):
     address: str = "auto"  # auto (the cluster this host belongs to), ray://host:port (Ray Client) or host:port (the GCS)
     namespace: str = "driftd"
     check_timeout: PositiveDuration = timedelta(minutes=10)  # a check waiting longer (no free CPU, lost worker) fails
+    connect_timeout: PositiveDuration = timedelta(seconds=60)  # for the driver process to join the cluster (Ray retries for minutes)
     check: RayResources = RayResources()
     retrain: RayResources = RayResources()
     models: dict[str, RayModelResources] = {}

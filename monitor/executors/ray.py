@@ -43,7 +43,6 @@ log = logging.getLogger("driftd.executor")
 
 WITHHELD = "withheld://the-daemon-alone-writes-the-state-store"  # what a retrain on Ray sees as state_url
 RETRAIN_GRACE = timedelta(minutes=2)  # past retrain.timeout: the child's own timeout fires first, in the worker
-CONNECT_TIMEOUT = 60.0  # seconds for a new driver process to start, import Ray and join the cluster (Ray itself retries for minutes)
 RECONNECT_AFTER = 5.0  # seconds a failed connection is not retried (the other workers' checks fail fast meanwhile)
 PUT_TIMEOUT = 120.0
 PING_TIMEOUT = 10.0
@@ -66,8 +65,9 @@ class _Link:
         self.alive = True
         self.objects: set[str] = set()  # keys put through this driver
         try:
-            if not self._connection.poll(CONNECT_TIMEOUT):
-                raise ExecutorError(f"no Ray driver answer within {CONNECT_TIMEOUT:g} s")
+            timeout = options.connect_timeout.total_seconds()
+            if not self._connection.poll(timeout):
+                raise ExecutorError(f"no cluster joined within executor.connect_timeout ({timeout:g} s): is the address right and the head up?")
             _, status, value = self._connection.recv()
         except (EOFError, OSError):
             self.close()

@@ -5,6 +5,7 @@ that group's id (SIGTERM, then SIGKILL). Never `ray stop`: it stops every Ray on
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -55,6 +56,10 @@ class RayCluster:
     address: str = ""  # host:port of the head's GCS
     client_port: int = 0  # ray://127.0.0.1:<client_port>
     processes: list[subprocess.Popen] = field(default_factory=list)
+    node_ids: list[str] = field(default_factory=list)  # in the order the nodes joined
+
+    def head_node_id(self) -> str:
+        return self.node_ids[0]
 
     def start_node(self, *, num_cpus: int, head: bool = False, port: int | None = None, timeout: float = 90) -> subprocess.Popen:
         """A head (on `port`, e.g. to restart a head where it was) or a node joining the head."""
@@ -83,17 +88,21 @@ class RayCluster:
 
     def _wait_nodes(self, count: int, timeout: float) -> None:
         """Poll the GCS until `count` nodes are alive (through a short-lived driver)."""
-        probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR');"
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        probe = ("import json, ray, sys; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR');"
+                 "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))")
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"ray start exited with {process.returncode}; see {self.temp_dir}/start-*.log")
-            done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, timeout=60)
+            try:
+                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
             last = done.stdout.strip() or done.stderr.strip()[-300:]
-            if done.returncode == 0 and done.stdout.strip().isdigit() and int(done.stdout.strip()) >= count:
+            if done.returncode == 0 and len(alive := json.loads(done.stdout.strip().splitlines()[-1])) >= count:
+                self.node_ids = [*self.node_ids, *[n for n in alive if n not in self.node_ids]]
                 return
             time.sleep(0.5)
         raise TimeoutError(f"Ray cluster did not show {count} nodes within {timeout} s: {last}")
@@ -119,6 +128,7 @@ class RayCluster:
             with contextlib.suppress(Exception):
                 p.wait(timeout=10)
         self.processes.clear()
+        self.node_ids.clear()
 
 
 def _descendants(roots: set[int]) -> set[int]:
