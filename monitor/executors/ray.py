@@ -140,8 +140,8 @@ class RayExecutor(Executor):
         self._retrain: tuple[_Link, int] | None = None
         self._closed = False
         self._secrets = tuple(s for url in ((config.state_url, config.mlflow.tracking_uri) if config else ()) for s in url_secrets(url))
-        # Seconds a check spent in Ray beyond its own computation (pipe, object transfer, scheduling), latest checks.
-        self.overheads: deque[float] = deque(maxlen=10_000)
+        # (model, seconds) a check spent in Ray beyond its own computation (pipe, transfers, scheduling), latest checks.
+        self.overheads: deque[tuple[str, float]] = deque(maxlen=10_000)
 
     def _connected(self) -> _Link:
         with self._lock:
@@ -213,7 +213,7 @@ class RayExecutor(Executor):
         if status != "ok":
             raise self._error(f"check failed ({value[0]})", value[1])
         done: Done = value
-        self.overheads.append(max(0.0, time.perf_counter() - began - done.seconds))
+        self.overheads.append((job.model.name, max(0.0, time.perf_counter() - began - done.seconds)))
         return _finish(job, done)
 
     def _drop_if_lost(self, link: _Link) -> None:
