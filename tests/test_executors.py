@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from monitor.check import Inputs, WindowSpec, run_check
-from monitor.config import ConfigError, LocalExecutorConfig, RayExecutorConfig, parse_config
-from monitor.drift import prepare_reference
-from monitor.executors import open_executor
-from monitor.executors.base import CheckJob
-from monitor.executors.local import LocalExecutor
-from monitor.executors.ray_driver import Sealed
-from monitor.reference import Loaded
+from monitor.check.drift import prepare_reference
+from monitor.check.run import Inputs, WindowSpec, run_check
+from monitor.check.validate import validate_reference
+from monitor.core.config import ConfigError, LocalExecutorConfig, RayExecutorConfig, parse_config
+from monitor.service.executors import open_executor
+from monitor.service.executors.base import CheckJob
+from monitor.service.executors.local import LocalExecutor
+from monitor.service.executors.ray_driver import Sealed
+from monitor.service.reference import Loaded
 from monitor.sources import open_source
-from monitor.validate import validate_reference
 from tests.support.data import START, model_config, predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_a_pickled_reference_checks_a_window_exactly_as_the_original(tmp_path):
 def test_the_default_install_runs_without_ray():
     """Ray is imported by its executor's driver process only: the daemon's process, with `executor: ray`
     configured and the executor opened, has not imported it."""
-    code = ("import sys; from pathlib import Path; from monitor.config import parse_config; from monitor.executors import open_executor;"
+    code = ("import sys; from pathlib import Path; from monitor.core.config import parse_config; from monitor.service.executors import open_executor;"
             "c = parse_config({'executor': {'type': 'ray'}}, base_dir=Path('/')); e = open_executor(c);"
             "print(type(e).__name__, 'ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

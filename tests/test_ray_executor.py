@@ -18,11 +18,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from monitor.clock import SimulatedClock
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.results import CheckResult, CheckStatus
-from monitor.state import StateStore
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import load_config
+from monitor.core.results import CheckResult, CheckStatus
+from monitor.service.daemon import Daemon
+from monitor.state.store import StateStore
 from retrain.pipeline import Trigger
 from tests.support.data import START, columns, predictions
 from tests.support.promstack import free_port
@@ -127,10 +127,10 @@ def test_checks_run_on_ray_workers_with_the_local_executors_results(cluster: Ray
 
 
 def test_a_retrain_runs_on_a_ray_worker_without_the_state_stores_url(cluster: RayCluster, world, tmp_path, caplog):
-    from monitor.config import Config, RayExecutorConfig
-    from monitor.executors import open_executor
-    from monitor.handoff import RetrainHandoff
-    from monitor.metrics import Metrics
+    from monitor.core.config import Config, RayExecutorConfig
+    from monitor.observe.metrics import Metrics
+    from monitor.service.executors import open_executor
+    from monitor.service.handoff import RetrainHandoff
 
     directory, table = world
     base = load_config(config_file(directory, table, {"type": "ray", "address": cluster.address}, "retrain"))
