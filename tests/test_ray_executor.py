@@ -14,6 +14,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -178,3 +179,35 @@ def test_no_cluster_is_a_recorded_failed_check_and_the_daemon_carries_on(tmp_pat
     assert [r.status for r in records] == [CheckStatus.ERROR, CheckStatus.ERROR]  # recorded as failed checks
     assert watermark is None  # no window was skipped
 
+
+
+def test_a_cluster_lost_mid_run_is_a_failed_check_and_the_window_is_checked_once_it_is_back(cluster: RayCluster, world):
+    """Last in the module: it stops the module's cluster and starts its head again where it was."""
+    directory, table = world
+    path = config_file(directory, table, {"type": "ray", "address": cluster.address}, "lost")
+    clock = SimulatedClock(START + timedelta(hours=1))
+    daemon = Daemon(load_config(path), clock=clock)
+    try:
+        model = daemon.config.model("steady")
+        first = daemon.tick(model)
+        assert first is not None and first.status is CheckStatus.OK
+        port = int(cluster.address.rsplit(":", 1)[1])
+        cluster.stop()  # the GCS, the raylet and the workers are gone; the daemon's driver process still thinks it is connected
+        clock.advance(timedelta(hours=1))
+        lost = daemon.tick(model)
+        assert lost is not None and lost.status is CheckStatus.ERROR and lost.details == {"executor_error": "ray"}
+        assert lost.message is not None and lost.message.startswith(f"Ray executor ({cluster.address}) lost the check")
+        assert daemon.store.watermark("steady").timestamp == first.watermark.timestamp  # nothing skipped
+
+        cluster.start_node(num_cpus=2, head=True, port=port)
+        back = daemon.tick(model)
+        records = daemon.store.recent_checks("steady", 5)
+    finally:
+        daemon.stop()
+    assert back is not None and back.status is CheckStatus.OK
+    logged = pd.read_parquet(directory / "steady" / "part-0.parquet")["ts"]
+    left = ((logged > pd.Timestamp(first.watermark.timestamp)) & (logged <= pd.Timestamp(START + timedelta(hours=2)))).sum()
+    assert back.window_start == first.watermark.timestamp and back.rows == left > 3000  # the window the lost check left, whole
+    assert back.details["executor"]["node_id"] == cluster.head_node_id()  # the new head's node
+    # The failed check is recorded too (the lost and the retried check share the simulated clock's time: their order is not asserted).
+    assert sorted(r.status.value for r in records) == ["error", "ok", "ok"]

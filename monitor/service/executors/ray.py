@@ -45,6 +45,7 @@ WITHHELD = "withheld://the-daemon-alone-writes-the-state-store"  # what a retrai
 RETRAIN_GRACE = timedelta(minutes=2)  # past retrain.timeout: the child's own timeout fires first, in the worker
 RECONNECT_AFTER = 5.0  # seconds a failed connection is not retried (the other workers' checks fail fast meanwhile)
 PUT_TIMEOUT = 120.0
+PING_EVERY = 5.0  # seconds a task may go unanswered before the cluster is asked whether it is still there
 PING_TIMEOUT = 10.0
 
 
@@ -102,7 +103,7 @@ class _Link:
         while True:
             try:
                 request_id, status, value = self._connection.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: close() closed the connection under this recv
                 self._process.join(1)
                 self._ended(f"the Ray driver process ended (exit code {self._process.exitcode}; lost the cluster?)")
                 return
@@ -118,6 +119,8 @@ class _Link:
             future.set_exception(ExecutorError(why))
 
     def close(self) -> None:
+        if self._process.exitcode is not None and self._connection.closed:
+            return
         self._connection.close()  # the driver's recv ends and it exits at once (os._exit); SIGTERM's 10 s budget holds
         self._process.join(2)
         if self._process.is_alive():
@@ -202,13 +205,9 @@ class RayExecutor(Executor):
         request_id, future = link.request("submit", Submit(
             "check", f"driftd-check:{job.model.name}", resources.num_cpus, int(resources.memory) if resources.memory else None,
             (settings, reference), (job.spec, job.now, attribution, logging.getLogger().getEffectiveLevel())))
-        timeout = self.options.check_timeout.total_seconds()
         try:
-            status, value = _result(future, timeout, "the check")
+            status, value = self._wait(link, request_id, future, self.options.check_timeout.total_seconds(), "the check")
         except ExecutorError as exc:
-            if link.alive:
-                link.tell(0, "cancel", request_id, True)
-                self._drop_if_lost(link)
             raise self._error("lost the check", str(exc)) from None
         if status != "ok":
             raise self._error(f"check failed ({value[0]})", value[1])
@@ -216,21 +215,37 @@ class RayExecutor(Executor):
         self.overheads.append((job.model.name, max(0.0, time.perf_counter() - began - done.seconds)))
         return _finish(job, done)
 
-    def _drop_if_lost(self, link: _Link) -> None:
-        """After a check timed out: when the cluster does not answer either, end this driver, so the next tick
-        connects afresh (Ray would end the driver itself only 60 s after losing the GCS)."""
+    def _wait(self, link: _Link, request_id: int, future: Future[tuple[str, Any]], timeout: float, what: str) -> tuple[str, Any]:
+        """The task's answer. Every PING_EVERY seconds without one, ask the cluster whether it is still there:
+        a lost cluster is noticed within PING_EVERY + PING_TIMEOUT, not after `timeout` (Ray itself ends a
+        driver only 60 s after losing the GCS). Past `timeout` the task is cancelled."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(timeout=min(PING_EVERY, max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                pass
+            if time.monotonic() >= deadline:
+                link.tell(0, "cancel", request_id, True)
+                raise ExecutorError(f"{what} did not finish within {timeout:g} s (no free CPUs for its num_cpus/memory "
+                                    "request, or a lost worker)")
+            if not self._answers(link):
+                raise ExecutorError("the cluster does not answer (its head is gone?)")
+
+    def _answers(self, link: _Link) -> bool:
+        """Whether the cluster answers a GCS call; if not, this driver is ended, so the next task connects afresh."""
         try:
             _, future = link.request("ping")
-            status, _ = _result(future, PING_TIMEOUT, "asking the cluster")
-            if status == "ok":
-                return
+            if _result(future, PING_TIMEOUT, "asking the cluster")[0] == "ok":
+                return True
         except ExecutorError:
             pass
-        log.warning("Ray cluster at %s does not answer; reconnecting on the next check", self.options.address)
+        log.warning("Ray cluster at %s does not answer; reconnecting on the next task", self.options.address)
         with self._lock:
             if self._link is link:
                 self._link = None
         link.close()
+        return False
 
     # --- retrains -----------------------------------------------------------------------------
 
@@ -249,9 +264,8 @@ class RayExecutor(Executor):
                      logging.getLogger().getEffectiveLevel())))
         self._retrain = (link, request_id)
         try:
-            status, value = _result(future, (work.limits.timeout + RETRAIN_GRACE).total_seconds(), "the retrain")
+            status, value = self._wait(link, request_id, future, (work.limits.timeout + RETRAIN_GRACE).total_seconds(), "the retrain")
         except ExecutorError as exc:
-            link.tell(0, "cancel", request_id, True)
             raise RetrainProcessFailed(mask(f"retrain on Ray: {exc}", self._secrets)) from None
         finally:
             self._retrain = None
