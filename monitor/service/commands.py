@@ -11,7 +11,7 @@ from monitor.core.config import Config
 from monitor.core.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
 from monitor.core.logs import log_context, setup_logging
 from monitor.core.results import CheckResult, CheckStatus
-from monitor.core.statuses import JobStatus, RetrainOutcome
+from monitor.core.statuses import RetrainOutcome
 from monitor.service.output import say
 from monitor.service.render import check_report, table
 
@@ -96,6 +96,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     from monitor.service.consequences import NOT_CONFIGURED
+    from monitor.service.jobs import run_job
     from monitor.service.reference import registry_exists
     from retrain import Trigger, run_retrain
     from retrain.registry import champion
@@ -108,15 +109,12 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
     if job is None:
         raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
-    store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
-    try:
-        outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: say(f"  {line}"))
-    except BaseException as exc:  # Ctrl-C or a bug: never leave the job blocking later retrains
-        store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED,
-                                 reason=f"interrupted: {type(exc).__name__}")
-        raise
-    store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
-                             run_id=outcome.run_id, version=outcome.version)
+
+    def progress(line: str) -> None:
+        say(f"  {line}")
+
+    outcome = run_job(store, job, lambda: run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=progress),
+                      lambda exc: f"interrupted: {type(exc).__name__}")
     say(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
         say(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
