@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitor.check.late import decode, key_hashes
+from monitor.check.late import key_hashes
 from monitor.core.config import Config, parse_config
+from monitor.core.records import decode
 from monitor.core.results import CheckStatus
 from monitor.service.daemon import Daemon
 from monitor.state.store import StateStore, seen_keys
@@ -316,7 +317,7 @@ def test_files_count_null_timestamps_from_parquet_statistics_and_text(tmp_path):
 
 
 def test_the_bookkeeping_commits_with_the_watermark_or_not_at_all(tmp_path):
-    from monitor.check.late import Seen
+    from monitor.core.records import Seen
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from monitor.check.calibration import Calibrator, CalibratorKind, fit_calibrator
-from monitor.check.estimation import Estimate, EstimatedQuality, EstimatorError, QualityEstimator
+from monitor.check.estimation import EstimatorError, QualityEstimator
+from monitor.core.results import Estimate, EstimatedQuality
 
 Mode = Literal["binary", "multiclass", "confidence"]
 DRAWS = 400

@@ -13,12 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, ModelConfig
 from monitor.core.logs import log_context
+from monitor.core.records import RetrainJob
 from monitor.core.redact import mask, url_secrets
 from monitor.core.statuses import RetrainOutcome
 from monitor.observe.metrics import Metrics
 from monitor.service.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
 from monitor.service.jobs import run_job
-from monitor.state.store import RetrainJob, StateStore
+from monitor.state.store import StateStore
 
 log = logging.getLogger("driftd.retrain")
 

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from monitor.core.records import RetrainJob
 from monitor.core.statuses import JobStatus, RetrainOutcome
-from monitor.state.store import RetrainJob, StateStore
+from monitor.state.store import StateStore
 
 if TYPE_CHECKING:
     from retrain import RetrainOutcome as Outcome
