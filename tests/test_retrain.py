@@ -301,6 +301,7 @@ def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
     import sklearn.pipeline
 
     import retrain.compress as compress_module
+    import retrain.compress.select as selection
 
     world = make_world(tmp_path, kind="forest", compression=["onnx", "prune"], max_quality_loss=0.05, min_holdout_rows=100)
     seen: dict[str, list[pd.DataFrame]] = {"fit": [], "compress": [], "build": [], "select": []}
@@ -313,8 +314,8 @@ def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sklearn.pipeline.Pipeline, "fit", spy("fit", sklearn.pipeline.Pipeline.fit, 1))  # every fit, early stopping included
     monkeypatch.setattr(compress_module, "compress", spy("compress", compress_module.compress, 1))
-    monkeypatch.setattr(compress_module, "_validation", spy("build", compress_module._validation, 1))
-    monkeypatch.setattr(compress_module, "_rows", spy("select", compress_module._rows, 0))
+    monkeypatch.setattr(selection, "_validation", spy("build", selection._validation, 1))
+    monkeypatch.setattr(selection, "_rows", spy("select", selection._rows, 0))
     outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
     assert outcome.outcome == "promoted", outcome.reason
 
