@@ -12,13 +12,9 @@ a failure at any point leaves the old champion serving.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,44 +25,16 @@ from monitor.core.config import Config, ModelConfig
 from monitor.sources.base import SourceError
 from retrain import registry
 from retrain.data import DataError, TrainingData, load_training_data
-from retrain.evaluate import SKLEARN, Evaluation, Gate, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.evaluate import SKLEARN, Evaluation, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.outcome import RetrainOutcome, Trigger
 from retrain.registry import Candidate, Champion, RegistryError, end_run
+from retrain.runlog import child_run, evaluation_metrics, evaluation_tags, summary_metrics, variant_metrics
 from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
 from retrain.train import estimator_params, refit
 
 log = logging.getLogger("driftd.retrain")
 
 SEED = 0
-
-
-@dataclass(frozen=True)
-class Trigger:
-    check_id: str | None
-    window_start: datetime | None
-    window_end: datetime | None
-    drifted_share: float | None
-    reason: str
-    drift_report: Path | None = None
-
-
-@dataclass(frozen=True)
-class RetrainOutcome:
-    model: str
-    outcome: str  # promoted | rejected | failed
-    reason: str
-    version: str | None
-    run_id: str | None
-    metric: str | None
-    champion_score: float | None
-    challenger_score: float | None
-    original_size: int | None
-    compressed_size: int | None
-    original_p50_ms: float | None
-    compressed_p50_ms: float | None
-    variant: str | None
-    duration_seconds: float
-    gates: tuple[Gate, ...] = ()  # with their confidence bounds, for the CLI and the MLflow run
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time by stage; "compressing: <part>" inside it
 
 
 class _Failed(Exception):
@@ -147,7 +115,7 @@ class _Retrain:
         candidate = Candidate(
             estimator, self.compression, data.fit_rows, self.trigger.reason, self.evaluation.metric,
             self.evaluation.challenger_score, self.evaluation.gates, self.trigger.drift_report,
-            tags=_evaluation_tags(self.evaluation),
+            tags=evaluation_tags(self.evaluation),
             # rows the new version was not trained on: its quality estimator is calibrated on them
             calibration_rows=pd.concat([data.validation, data.holdout], ignore_index=True),
         )  # fmt: skip
@@ -212,7 +180,7 @@ class _Retrain:
 
         self._at("training")
         self.say(f"training {type(template).__name__} on {len(data.train)} rows")
-        with _child("train"):
+        with child_run("train"):
             trained = refit(template, data.train, features=data.features, target=data.target, seed=SEED,
                             cores=self.model.retrain.n_jobs)
             mlflow.log_params(trained.params)
@@ -228,7 +196,7 @@ class _Retrain:
 
         self._at("tuning")
         self.say("tuning: a bounded search around the champion's parameters")
-        with _child("tune"):
+        with child_run("tune"):
             result = tune(
                 estimator, data.train, data.validation, features=data.features, target=data.target,
                 score=self._score, higher_is_better=higher_is_better(self.metric or ""), seed=SEED, on_trial=self._log_trial,
@@ -243,7 +211,7 @@ class _Retrain:
     def _log_trial(self, trial: Any) -> None:
         import mlflow
 
-        with _child(f"trial {trial.number}"):
+        with child_run(f"trial {trial.number}"):
             mlflow.log_params(trial.params or {"params": "champion's"})
             mlflow.log_metrics({f"validation_{self.metric}": trial.score, "seconds": trial.seconds})
 
@@ -256,7 +224,7 @@ class _Retrain:
         cols, options = self.model.columns, self.model.retrain
         strategies = list(options.compression)
         self.say(f"compressing: {', '.join(strategies) or 'no strategies configured'}")
-        with _child("compress"):
+        with child_run("compress"):
             mlflow.log_params({"strategies": ",".join(strategies) or "none", "max_quality_loss": options.max_quality_loss})
             if not strategies:
                 mlflow.set_tag("driftd.compression_note", "no compression strategies configured")
@@ -267,7 +235,7 @@ class _Retrain:
                 categorical=cols.categorical, task=self.model.task, strategies=strategies,
                 max_quality_loss=options.max_quality_loss, metric=self.metric, confidence=options.confidence, seed=SEED,
             )  # fmt: skip
-            mlflow.log_metrics(_variant_metrics(result))
+            mlflow.log_metrics(variant_metrics(result))
             mlflow.set_tag("driftd.compression_note", str(result.reason)[:5000])
         chosen = result.chosen if result.onnx_model is not None else None
         if chosen is None:
@@ -284,7 +252,7 @@ class _Retrain:
         holdout, options = data.holdout, self.model.retrain
         self.say(f"evaluating against champion version {champ.version} on the {len(holdout)} most recent rows "
                  f"({options.confidence:.0%} confidence bounds)")
-        with _child("evaluate"):
+        with child_run("evaluate"):
             champion = Served("champion", *registry.serving_predictions(champ.model_uri, holdout, self.model))
             uncompressed = self._served(SKLEARN, estimator, holdout)
             result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
@@ -295,7 +263,7 @@ class _Retrain:
                     self.compression = fuller       # conversion, built only now, is the next fallback
                     result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
                                       candidates=self._compressed(holdout), options=options)
-            mlflow.log_metrics(_evaluation_metrics(result))
+            mlflow.log_metrics(evaluation_metrics(result))
             mlflow.set_tags({f"driftd.gate.{g.name}": g.tag for g in result.gates})
         if self.compression is not None:
             served = next((v for v in (self.compression.chosen, self.compression.lossless) if v and v.name == result.served), None)
@@ -430,7 +398,7 @@ class _Retrain:
 
         if outcome.outcome != "failed":
             try:
-                mlflow.log_metrics(_summary_metrics(outcome))
+                mlflow.log_metrics(summary_metrics(outcome))
                 mlflow.set_tags({"driftd.outcome": outcome.outcome, "driftd.reason": outcome.reason[:5000]})
             except Exception as exc:
                 log.warning("could not record the outcome on run %s: %s", self.run_id, describe(exc))
@@ -442,23 +410,6 @@ class _Retrain:
             except Exception:  # the reason is in the outcome; the next retrain closes this run anyway
                 pass
         end_run("FAILED")
-
-
-@contextmanager
-def _child(name: str) -> Iterator[Any]:
-    """A nested run for one stage that ends FAILED on error without masking the error."""
-    import mlflow
-
-    parent = mlflow.active_run()
-    assert parent is not None, "stage runs nest under the retrain's parent run"
-    # Without an explicit experiment MLflow files nested runs under the default experiment.
-    run = mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags={"driftd.stage": name})
-    status = "FAILED"
-    try:
-        yield run
-        status = "FINISHED"
-    finally:
-        end_run(status)
 
 
 def _reason(exc: Exception, stage: str, config: Config) -> str:
@@ -482,60 +433,3 @@ def _is_mlflow_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - requests comes with mlflow
         RequestException = ()  # type: ignore[assignment,misc]
     return isinstance(exc, (TrackingError, MlflowException, RequestException, ConnectionError, TimeoutError))
-
-
-def _variant_metrics(result: Any) -> dict[str, float]:
-    """size, latency and quality of every variant, keyed `<variant>.<measure>`."""
-    metrics: dict[str, float] = {}
-    for variant in [result.original, *result.variants]:
-        name = metric_key(variant.name)
-        for key in ("size_bytes", "native_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
-            if key == "size_bytes" and not getattr(variant, "converted", True):
-                continue  # scored natively, never converted: it has no ONNX size (native_bytes ranks it)
-            value = getattr(variant, key, None)
-            if isinstance(value, (int, float)) and np.isfinite(value):
-                metrics[f"{name}.{key}"] = float(value)
-        metrics[f"{name}.passed"] = float(bool(getattr(variant, "passed", True)))
-    return metrics
-
-
-def metric_key(name: str) -> str:
-    """`prune_trees(k=6)` -> `prune_trees_k_6`: MLflow metric names allow few characters."""
-    return re.sub(r"[^A-Za-z0-9_.\- /]+", "_", name).strip("_") or "variant"
-
-
-def _evaluation_metrics(ev: Evaluation) -> dict[str, float]:
-    metrics = {"challenger_score": ev.challenger_score, "uncompressed_score": ev.uncompressed_score,
-               "gate.confidence": ev.confidence, "gate.holdout_rows": float(ev.holdout_rows)}
-    if ev.champion_score is not None:
-        metrics["champion_score"] = ev.champion_score
-    for gate in ev.gates:
-        metrics[f"gate.{gate.name}.value"] = gate.value
-        metrics[f"gate.{gate.name}.passed"] = float(gate.passed)
-        if gate.bound is not None:
-            metrics[f"gate.{gate.name}.lower_bound"] = gate.bound
-    return metrics
-
-
-def _evaluation_tags(ev: Evaluation) -> dict[str, str]:
-    """Version tags beyond the gates' own: why the challenger was rejected, and which
-    compressed variants were refused on the way to the one that serves."""
-    tags = {"driftd.gate.confidence": f"{ev.confidence:g}", "driftd.gate.holdout_rows": str(ev.holdout_rows)}
-    if ev.refused:
-        tags["driftd.gate.compression.refused"] = "; ".join(ev.refused)[:5000]
-    if not ev.passed:
-        tags["driftd.rejected_reason"] = ev.reason[:5000]
-    return tags
-
-
-def _summary_metrics(outcome: RetrainOutcome) -> dict[str, float]:
-    values = {
-        "champion_score": outcome.champion_score,
-        "challenger_score": outcome.challenger_score,
-        "size_bytes.original": outcome.original_size,
-        "size_bytes.compressed": outcome.compressed_size,
-        "p50_ms.original": outcome.original_p50_ms,
-        "p50_ms.compressed": outcome.compressed_p50_ms,
-        "duration_seconds": outcome.duration_seconds,
-    }
-    return {k: float(v) for k, v in values.items() if v is not None}

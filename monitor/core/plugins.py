@@ -12,7 +12,7 @@ and after `pip install` a model section may say `source: {type: my-source, ...}`
 | -------------------- | --------------------------------------- | ----------------------- |
 | `driftd.sources`     | `monitor.sources.base.LogSource`        | `cls(config, columns)`  |
 | `driftd.channels`    | `monitor.observe.channels.AlertChannel` | `cls(config)`           |
-| `driftd.compressors` | `retrain.compress.CompressionStrategy`  | see retrain/compress/   |
+| `driftd.compressors` | `retrain.compress.CompressionStrategy`  | see retrain/compress.py |
 
 Every plug-in class carries `config_model`, a pydantic model (a subclass of the group's
 config base in monitor.core.config) that validates its own section, so a typo in a plug-in's
@@ -153,6 +153,6 @@ CHANNELS: Registry[Any] = Registry(
 )  # fmt: skip
 COMPRESSORS: Registry[Any] = Registry(
     "compression strategy", COMPRESSORS_GROUP,
-    {"onnx": "retrain.compress.strategies.builtin:PlainConversion", "prune": "retrain.compress.strategies.builtin:Pruning",
-     "quantize": "retrain.compress.strategies.builtin:Int8Quantization"},
+    {"onnx": "retrain.compress:PlainConversion", "prune": "retrain.compress:Pruning",
+     "quantize": "retrain.compress:Int8Quantization"},
 )  # fmt: skip

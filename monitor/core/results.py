@@ -71,7 +71,6 @@ class EstimationGap:
         return self.lower <= self.realized <= self.upper
 
 
-
 # --- windows and checks ------------------------------------------------------------------
 
 

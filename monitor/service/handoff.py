@@ -49,9 +49,9 @@ class RetrainHandoff:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):
             try:
                 log.info("retrain %s started: %s", job.job_id, trigger.reason)
-                outcome = run_job(self._store, job, lambda: self._retrain(model, trigger), self._reason)
+                outcome = run_job(self._store, job, lambda: self._retrain(model, trigger), self._failure)
             except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
-                log.error("retrain %s failed: %s", job.job_id, self._reason(exc))
+                log.error("retrain %s failed: %s", job.job_id, self._failure(exc))
                 self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
                 return
             except Exception:  # run_retrain reports its own failures; this is the last line of defence
@@ -64,6 +64,10 @@ class RetrainHandoff:
             self._publish(model, outcome)
             log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
 
+    def _failure(self, exc: BaseException) -> str:
+        """The reason a retrain that raised is recorded with (run_job records it)."""
+        return self._masked(str(exc) if isinstance(exc, RetrainProcessFailed) else f"crashed: {exc}")
+
     def _retrain(self, model: ModelConfig, trigger):
         run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
         self._running = run
@@ -73,9 +77,8 @@ class RetrainHandoff:
         finally:
             self._running = None
 
-    def _reason(self, exc: BaseException) -> str:
+    def _masked(self, reason: str) -> str:
         # The child's message may quote a connection string; the store's and MLflow's credentials go.
-        reason = str(exc) if isinstance(exc, RetrainProcessFailed) else f"crashed: {exc}"
         return mask(reason, [*url_secrets(self._config.state_url), *url_secrets(self._config.mlflow.tracking_uri)])
 
     def _publish(self, model: ModelConfig, outcome) -> None:

@@ -41,8 +41,12 @@ Strategies, by model family (every served variant is an ONNX graph):
 """
 
 from retrain.compress.select import compress, selection_split
+
+# The built-in strategies, by the import path the registry names them with (monitor.core.plugins).
+from retrain.compress.strategies.builtin import Int8Quantization, PlainConversion, Pruning
 from retrain.compress.variants import STRATEGIES, TASKS, BuildRows, CompressionResult, CompressionStrategy, Skipped, Variant
 from retrain.onnx_model import check_convertible, log_onnx_model, onnx_predict
 
 __all__ = ["Variant", "Skipped", "CompressionResult", "CompressionStrategy", "BuildRows", "compress", "selection_split",
-           "check_convertible", "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
+           "check_convertible", "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES", "PlainConversion", "Pruning",
+           "Int8Quantization"]
