@@ -27,7 +27,8 @@ from retrain import registry
 from retrain.data import DataError, TrainingData, load_training_data
 from retrain.evaluate import SKLEARN, Evaluation, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
 from retrain.outcome import RetrainOutcome, Trigger
-from retrain.registry import Candidate, Champion, RegistryError, end_run
+from retrain.packaging import end_run, log_candidate, serving_predictions
+from retrain.registry import Candidate, Champion, RegistryError
 from retrain.runlog import child_run, evaluation_metrics, evaluation_tags, summary_metrics, variant_metrics
 from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
 from retrain.train import estimator_params, refit
@@ -119,7 +120,7 @@ class _Retrain:
             # rows the new version was not trained on: its quality estimator is calibrated on them
             calibration_rows=pd.concat([data.validation, data.holdout], ignore_index=True),
         )  # fmt: skip
-        logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
+        logged = log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
         self.variant, self.version = logged.variant, logged.version
         self.say(f"registered {self.model.mlflow_name} version {logged.version} ({logged.variant} variant, reference of {logged.reference_rows} rows)")
         if self.evaluation.passed:
@@ -253,7 +254,7 @@ class _Retrain:
         self.say(f"evaluating against champion version {champ.version} on the {len(holdout)} most recent rows "
                  f"({options.confidence:.0%} confidence bounds)")
         with child_run("evaluate"):
-            champion = Served("champion", *registry.serving_predictions(champ.model_uri, holdout, self.model))
+            champion = Served("champion", *serving_predictions(champ.model_uri, holdout, self.model))
             uncompressed = self._served(SKLEARN, estimator, holdout)
             result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
                               candidates=self._compressed(holdout), options=options)

@@ -12,7 +12,7 @@ import numpy as np
 
 from retrain.evaluate import Evaluation
 from retrain.outcome import RetrainOutcome
-from retrain.registry import end_run
+from retrain.packaging import end_run
 
 
 @contextmanager

@@ -23,7 +23,8 @@ from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQu
 from monitor.observe.metrics import Metrics
 from monitor.service.cycle import open_inputs
 from monitor.service.reference import References
-from retrain.registry import ESTIMATOR_ARTIFACTS, champion, register_baseline
+from retrain.baseline import register_baseline
+from retrain.registry import ESTIMATOR_ARTIFACTS, champion
 from tests.support.models import FEATURES, PROBABILITY, START, TARGET, make_loans, model_config, train_baseline, with_predictions, write_log
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

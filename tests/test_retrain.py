@@ -21,10 +21,11 @@ from sklearn.metrics import accuracy_score
 from monitor.core.config import Config, MLflowConfig, ModelConfig
 from monitor.state.store import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
+from retrain.baseline import register_baseline
 from retrain.bounds import paired_gain
 from retrain.data import InsufficientData, load_training_data, split_by_time
 from retrain.evaluate import Served, gate_compression, improvement_gate
-from retrain.registry import champion, load_reference, register_baseline
+from retrain.registry import champion, load_reference
 from retrain.tune import tune
 from tests.support.mlflow_server import MlflowServer, mlflow_server
 from tests.support.models import FEATURES, ID, PREDICTION, TARGET, TIMESTAMP, make_loans, model_config, train_baseline, with_predictions, write_log  # fmt: skip

@@ -234,7 +234,7 @@ def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
-    from retrain.registry import adopt
+    from retrain.baseline import adopt
 
     model = config.model(args.model)
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)

@@ -1,22 +1,23 @@
-"""Registering a champion without a retrain: a freshly trained baseline (compressed as a retrain
-would be) or an adopted existing scikit-learn model."""
+"""A champion without a retrain: a freshly trained baseline (compressed as a retrain would be)
+or an existing scikit-learn model adopted with its reference rows."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from monitor.core.config import Config, ModelConfig
-from retrain.registry.aliases import move_champion
-from retrain.registry.packaging import end_run, log_candidate, predictions
-from retrain.registry.read import read_table
-from retrain.registry.records import SERVING_MODEL, SKLEARN_MODEL, Candidate, RegistryError
 from retrain.tracking import connect, describe, ensure_experiment, mask
+
+if TYPE_CHECKING:
+    pass
+from retrain.packaging import end_run, log_candidate, predictions
+from retrain.registry import SERVING_MODEL, SKLEARN_MODEL, Candidate, RegistryError, move_champion, read_table
 
 log = logging.getLogger("driftd.registry")
 

@@ -1,5 +1,6 @@
-"""How a version is logged: its sklearn model, its serving variant (ONNX graph or the sklearn
-pyfunc), its reference rows, schema and quality estimator, and its version tags."""
+"""How a version is logged into MLflow: its sklearn model, its serving variant (the ONNX graph,
+or the sklearn model in a pyfunc with the same output), its reference rows, schema and quality
+estimator, and its version tags (conventions in retrain.registry)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ import numpy as np
 import pandas as pd
 
 from monitor.core.config import ModelConfig
-from retrain.registry.pyfunc import _SKLEARN_PYFUNC
-from retrain.registry.records import OUTCOME_TAG, SERVING_MODEL, SKLEARN_MODEL, Candidate, Logged
 from retrain.tracking import describe, is_missing
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+from retrain.registry import OUTCOME_TAG, SERVING_MODEL, SKLEARN_MODEL, Candidate, Logged
 
 log = logging.getLogger("driftd.registry")
 
@@ -63,6 +63,35 @@ def log_candidate(client: MlflowClient, model: ModelConfig, candidate: Candidate
         model.mlflow_name, source=serving.model_uri, run_id=run_id, tags=tags, model_id=serving.model_id, await_creation_for=60
     )
     return Logged(str(version.version), serving.model_uri, sklearn_info.model_uri, candidate.variant, len(reference))
+
+
+# The sklearn model served through the same output contract as the ONNX variants (columns
+# `prediction` and `proba_<class>`), so consumers of models:/NAME@champion need not care
+# which variant serves. Models-from-code: loading it needs mlflow and sklearn, not driftd.
+_SKLEARN_PYFUNC = '''"""driftd: serve a scikit-learn model from a DataFrame of raw columns."""
+import mlflow
+import pandas as pd
+
+
+class SklearnFrameModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.model = mlflow.sklearn.load_model(context.artifacts["sklearn_model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        # scikit-learn wants exactly its training columns, in their order, when it was fitted on them.
+        names = getattr(self.model, "feature_names_in_", None)
+        inputs = frame[list(names)] if names is not None and all(n in frame.columns for n in names) else frame
+        result = pd.DataFrame({"prediction": self.model.predict(inputs)}, index=frame.index)
+        if hasattr(self.model, "predict_proba") and hasattr(self.model, "classes_"):
+            proba = self.model.predict_proba(inputs)
+            for k, label in enumerate(self.model.classes_):
+                result[f"proba_{label}"] = proba[:, k]
+        return result
+
+
+mlflow.models.set_model(SklearnFrameModel())
+'''
 
 
 def _log_sklearn_serving(sklearn_model_uri: str, example: pd.DataFrame) -> Any:
