@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 from monitor.core.config import Config
@@ -17,27 +18,24 @@ from monitor.service.render import check_report, table
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
-    from monitor.check.run import Inputs, WindowSpec, run_check
+    from monitor.check.inputs import opened_inputs
+    from monitor.check.run import WindowSpec, run_check
     from monitor.service.reference import ReferenceError, References
-    from monitor.sources import open_source
     from monitor.sources.base import SourceError
 
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
-    try:
-        with log_context(model=model.name):
-            references = References(config, override=args.reference)
-            loaded = references.get(model)
-        labels = open_source(model.labels, model.columns) if model.labels else None
-        inputs = Inputs(model, open_source(model.source, model.columns), labels)
-    except (ReferenceError, SourceError) as exc:
-        raise Failure(str(exc)) from None
-    until = args.until or datetime.now(timezone.utc) - model.window.lateness
-    try:
+    with ExitStack() as stack:
+        try:
+            with log_context(model=model.name):
+                references = References(config, override=args.reference)
+                loaded = references.get(model)
+            inputs = stack.enter_context(opened_inputs(model))
+        except (ReferenceError, SourceError) as exc:
+            raise Failure(str(exc)) from None
+        until = args.until or datetime.now(timezone.utc) - model.window.lateness
         result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until),
                            attribution=references.attribution(model, loaded), signals=loaded.signals).result
-    finally:
-        inputs.close()
     say(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
@@ -184,8 +182,8 @@ def cmd_health(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     """A window whose rows cannot be checked holds its model; an operator moves past it, on the record."""
-    from monitor.check.run import Inputs, WindowSpec, read_window, seen_of
-    from monitor.sources import open_source
+    from monitor.check.inputs import opened_inputs
+    from monitor.check.run import WindowSpec, read_window, seen_of
     from monitor.sources.base import SourceError
 
     model = config.model(args.model)
@@ -193,11 +191,8 @@ def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness, audit=store.audit(model.name))
     try:
-        inputs = Inputs(model, open_source(model.source, model.columns), None)
-        try:
+        with opened_inputs(model, labels=False) as inputs:
             window = read_window(inputs, spec, now, validate=False)  # skipped rows need not be valid
-        finally:
-            inputs.close()
     except SourceError as exc:
         raise Failure(f"{exc} (a file that cannot be read must be repaired or moved; skipping needs readable rows)") from None
     mark = window.watermark
