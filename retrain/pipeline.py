@@ -20,30 +20,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.check.validate import InputError
 from monitor.core.config import Config, ModelConfig
-from monitor.sources.base import SourceError
 from retrain import registry
-from retrain.data import DataError, TrainingData, load_training_data
+from retrain.data import TrainingData, load_training_data
 from retrain.evaluate import SKLEARN, Evaluation, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.failures import EXPLAINED, StageFailed, failure_reason, is_mlflow_error
 from retrain.outcome import RetrainOutcome, Trigger
 from retrain.packaging import end_run, log_candidate, serving_predictions
-from retrain.registry import Candidate, Champion, RegistryError
+from retrain.registry import Candidate, Champion
 from retrain.runlog import child_run, evaluation_metrics, evaluation_tags, summary_metrics, variant_metrics
-from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
+from retrain.tracking import close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask
 from retrain.train import estimator_params, refit
 
 log = logging.getLogger("driftd.retrain")
 
 SEED = 0
-
-
-class _Failed(Exception):
-    """A stage failed in a way already explained by its message."""
-
-
-# Failures whose message already tells the user what happened and what to do.
-_EXPLAINED = (_Failed, DataError, SourceError, InputError, RegistryError)
 
 
 def run_retrain(
@@ -145,7 +136,7 @@ class _Retrain:
             log.warning("could not settle versions left pending by an earlier retrain of %s: %s", self.model.name, describe(exc))
         champ = registry.champion(self.config, self.model)
         if champ is None:
-            raise _Failed(
+            raise StageFailed(
                 f"{self.model.mlflow_name!r} has no champion in the MLflow registry: there is nothing to retrain from; "
                 "register one with `driftd adopt` (or the demo's baseline) first"
             )
@@ -153,7 +144,7 @@ class _Retrain:
         try:
             template = mlflow.sklearn.load_model(uri)
         except Exception as exc:
-            raise _Failed(
+            raise StageFailed(
                 f"cannot load the scikit-learn model of champion version {champ.version} from {mask(uri)}: {describe(exc)}; "
                 "driftd retrains by refitting it — adopt a scikit-learn model with `driftd adopt`"
             ) from None
@@ -376,9 +367,9 @@ class _Retrain:
         )
 
     def _failed(self, exc: Exception) -> RetrainOutcome:
-        reason = _reason(exc, self.stage, self.config)
-        self.unreachable = _is_mlflow_error(exc) and connection_problem(str(exc)) is not None
-        if not isinstance(exc, _EXPLAINED) and not _is_mlflow_error(exc):  # a bug: keep the traceback
+        reason = failure_reason(exc, self.stage, self.config)
+        self.unreachable = is_mlflow_error(exc) and connection_problem(str(exc)) is not None
+        if not isinstance(exc, EXPLAINED) and not is_mlflow_error(exc):  # a bug: keep the traceback
             log.error("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=exc)
         self.say(f"failed while {self.stage}: {reason}")
         self._mark_version_failed(reason)
@@ -411,26 +402,3 @@ class _Retrain:
             except Exception:  # the reason is in the outcome; the next retrain closes this run anyway
                 pass
         end_run("FAILED")
-
-
-def _reason(exc: Exception, stage: str, config: Config) -> str:
-    if isinstance(exc, _EXPLAINED):
-        return mask(str(exc))
-    if _is_mlflow_error(exc):
-        where = f"MLflow at {mask(tracking_uri(config))}"
-        problem = connection_problem(str(exc))
-        unchanged = "" if stage == "promoting" else "; the champion is unchanged"
-        if problem:
-            return f"{where} is unreachable ({problem}) while {stage}{unchanged} — check the tracking server, then retrain again"
-        return f"{where} failed while {stage}{unchanged}: {describe(exc)}"
-    return f"{type(exc).__name__} while {stage}: {describe(exc)}"
-
-
-def _is_mlflow_error(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        from requests.exceptions import RequestException
-    except ImportError:  # pragma: no cover - requests comes with mlflow
-        RequestException = ()  # type: ignore[assignment,misc]
-    return isinstance(exc, (TrackingError, MlflowException, RequestException, ConnectionError, TimeoutError))
