@@ -19,7 +19,7 @@ class PlainConversion(CompressionStrategy):
 
 
 class Pruning(CompressionStrategy):
-    """`prune`: fewer trees, stages or input columns, by model family (see the module docstring)."""
+    """`prune`: fewer trees, stages or input columns, by model family (retrain.compress.strategies.prune)."""
 
     def candidates(self, build: BuildRows) -> Sequence[tuple[str, BaseEstimator, str] | Skipped]:
         return _prune(build)
