@@ -112,7 +112,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> None:
     if args.executor == "ray" and not args.ray_address:  # a cluster of our own on loopback, ended by its PIDs
-        from tests.support.ray_cluster import ray_cluster
+        from monitor.demo.ray_cluster import ray_cluster
 
         with ray_cluster(num_cpus=args.ray_cpus) as cluster:
             if args.ray_node_cpus:

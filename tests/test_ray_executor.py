@@ -22,12 +22,12 @@ import yaml
 from monitor.core.clock import SimulatedClock
 from monitor.core.config import load_config
 from monitor.core.results import CheckResult, CheckStatus
+from monitor.demo.ray_cluster import RayCluster, ray_cluster
 from monitor.service.daemon import Daemon
 from monitor.state.store import StateStore
 from retrain.pipeline import Trigger
 from tests.support.data import START, columns, predictions
 from tests.support.promstack import free_port
-from tests.support.ray_cluster import RayCluster, ray_cluster
 
 pytestmark = pytest.mark.integration
 

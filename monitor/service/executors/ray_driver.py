@@ -258,9 +258,10 @@ def _placement() -> Placement:
 def check_task(refs: list[Any], spec: WindowSpec, now: datetime, attribution: Attribution | None, level: int) -> Done:
     """One check, as `monitor.service.executors.local` runs it, on a Ray worker."""
     from monitor.check.drift import DeferredSnapshot
+    from monitor.check.inputs import open_inputs
     from monitor.check.run import Checked, run_check
     from monitor.core.logs import log_context
-    from monitor.service.cycle import failed, open_inputs
+    from monitor.service.cycle import failed
     from monitor.sources.base import SourceError
 
     began = time.perf_counter()

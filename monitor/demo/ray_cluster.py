@@ -1,6 +1,7 @@
-"""A real Ray cluster on loopback for tests and benches: a head (and optionally more "nodes") started
-with `ray start --block` on free ports in a private temp dir, each in its own process group, ended by
-that group's id (SIGTERM, then SIGKILL). Never `ray stop`: it stops every Ray on the machine."""
+"""A real Ray cluster on loopback for the tests and benches (nothing in driftd itself starts Ray): a
+head, and optionally more "nodes" joining it, each started with `ray start --block` on free ports in a
+private temp dir and in its own process group, ended by that group's id and its processes' ids
+(SIGTERM, then SIGKILL). Never `ray stop`: it stops every Ray on the machine."""
 
 from __future__ import annotations
 
