@@ -17,6 +17,9 @@ where its time goes.
 
 Run: .venv/bin/python bench/capacity.py --models 50 --cadence 15 --intervals 4 [--workers N] [--profile]
 
+`--processes N|auto` runs the local executor's checks in N worker processes
+(monitor.service.executors.pool) and also prints the peak RSS and CPU% of the daemon with its workers.
+
 `--executor ray` runs the checks as Ray tasks (monitor.service.executors.ray): on the cluster at
 `--ray-address`, or on one the bench starts on loopback (`--ray-cpus` for the head, and
 `--ray-node-cpus` for a second node joining it). It also prints the daemon's own CPU% (with Ray it
@@ -106,6 +109,21 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def process_sample(pids: list[int]) -> tuple[float, float]:
+    """(RSS MiB summed, CPU seconds summed) of these processes now (from /proc; gone ones count 0)."""
+    rss = cpu = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        rss += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0) / 1024
+        cpu += (int(stat[11]) + int(stat[12])) / tick  # utime, stime
+    return rss, cpu
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -131,7 +149,8 @@ def run(args: argparse.Namespace) -> None:
         directory = Path(tmp)
         (directory / "mlruns").mkdir()
         start = datetime.now(timezone.utc)
-        executor = {"type": "ray", "address": args.ray_address} if args.executor == "ray" else None
+        executor = ({"type": "ray", "address": args.ray_address} if args.executor == "ray" else
+                    {"type": "local", "processes": args.processes} if args.processes is not None else None)
         config = load_config(write_world(directory, args.models, args.cadence, args.intervals, args.workers, start, executor))
         daemon = Daemon(config)
         published: list[tuple[str, float, float, str]] = []  # model, at (epoch s), lag s, status
@@ -153,9 +172,14 @@ def run(args: argparse.Namespace) -> None:
         began = time.time()
         daemon.start()
         deadline = began + args.cadence * args.intervals
+        pool = getattr(daemon.executor, "pool", None)
+        peak_total, worker_cpu = 0.0, {}  # RSS of the daemon + its check workers; each worker's last CPU seconds
         try:
             while time.time() < deadline:
                 time.sleep(0.5)
+                pids = pool.pids() if pool is not None else []
+                peak_total = max(peak_total, process_sample([os.getpid(), *pids])[0])
+                worker_cpu.update({pid: process_sample([pid])[1] for pid in pids})
         finally:
             daemon.stop()
         ended = time.time()
@@ -184,9 +208,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"{'all first checks after (s)':34} {max(firsts, default=float('nan')):8.1f}   "
           f"({max(firsts, default=float('nan')) / args.cadence:.2f} intervals)" if not never else
           f"{'all first checks after (s)':34} {'never':>8}   ({never} models had none)")
-    print(f"{'peak RSS (MiB)':34} {peak_rss_mib():8.0f}")
+    print(f"{'peak RSS (MiB)':34} {peak_rss_mib():8.0f}   (the daemon process)")
     cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / (ended - began)
     print(f"{'daemon process CPU%':34} {100 * cpu:8.0f}   (executor {args.executor}; Ray's driver and workers not included)")
+    if worker_cpu:
+        total_cpu = cpu * (ended - began) + sum(worker_cpu.values())
+        print(f"{'peak RSS daemon + workers (MiB)':34} {peak_total:8.0f}   ({len(worker_cpu)} check worker processes, sampled every 0.5 s)")
+        print(f"{'CPU% daemon + workers':34} {100 * total_cpu / (ended - began):8.0f}   "
+              f"({total_cpu / max(len(published), 1):.3f} CPU-s per result, start-up and first checks included)")
+    else:
+        print(f"{'CPU-s per result (daemon)':34} {cpu * (ended - began) / max(len(published), 1):8.3f}")
     if overheads:
         seen: set[str] = set()
         steady = [s for m, s in overheads if m in seen or seen.add(m)]  # without each model's first (its reference put, workers warming up)
@@ -253,6 +284,8 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=4, help="how long to run, in cadences")
     parser.add_argument("--workers", type=int, default=None, help="default: the daemon's (two per core)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--processes", type=lambda v: v if v == "auto" else int(v), default=None,
+                        help="with --executor local: executor.processes (auto, N, 0 = threads); default: the config's")
     parser.add_argument("--ray-address", default=None, help="with --executor ray: a running cluster (host:port, ray://host:port, auto)")
     parser.add_argument("--ray-cpus", type=int, default=2, help="without --ray-address: CPUs of the head the bench starts")
     parser.add_argument("--ray-node-cpus", type=int, default=0, help="without --ray-address: CPUs of a second node joining it")

@@ -111,6 +111,17 @@ class NullCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._version, self._samples, self._lock = state["_version"], state["_samples"], threading.Lock()
 
+    def drawn(self) -> dict[tuple[str, int], np.ndarray]:
+        """The samples drawn so far (a pool worker returns its new ones to the daemon's cache)."""
+        with self._lock:
+            return dict(self._samples)
+
+    def merge(self, samples: dict[tuple[str, int], np.ndarray]) -> None:
+        """Keep samples drawn elsewhere (the same seeds give the same samples; the first one kept wins)."""
+        with self._lock:
+            for key, sample in samples.items():
+                self._samples.setdefault(key, sample)
+
     def null(self, column: str, n: int, reference_rows: int, draw: Callable[[int, int, np.random.Generator], np.ndarray]) -> np.ndarray:
         """The null sample for a window of n rows: `draw(rows, draws, rng)` scores bootstrap windows."""
         drawn = bucket(n)

@@ -178,7 +178,14 @@ class ExecutorConfig(PluginConfig):
 
 
 class LocalExecutorConfig(ExecutorConfig):
-    """Checks on the daemon's worker threads, each retrain in an isolated child process."""
+    """Checks on the daemon's worker threads or in a pool of worker processes, each retrain in an isolated child process."""
+
+    # Worker processes computing checks (monitor.service.executors.pool): "auto" = the cores this
+    # process may use; 0 = the daemon's own threads, which share one GIL (about one core's worth of
+    # checks). 0 by default: `driftd check`, backfill, the demo and embedding code run a few checks,
+    # where a pool costs each worker seconds of imports and ~250 MB; a daemon watching many models
+    # on several cores sets "auto" (driftd.example.yaml does).
+    processes: Annotated[int, Field(ge=0)] | Literal["auto"] = 0
 
 
 class RayResources(Strict):
