@@ -20,12 +20,10 @@ import sqlalchemy as sa
 import yaml
 
 from monitor.core.clock import SimulatedClock
-from monitor.core.config import load_config
+from monitor.core.config import ConfigError, load_config, parse_config
 from monitor.core.results import CheckResult, CheckStatus
 from monitor.service.daemon import Daemon
 from tests.support.data import START, columns, predictions
-
-pytestmark = pytest.mark.integration
 
 NOW = START + timedelta(hours=2, minutes=1)
 WAIT = 120.0  # seconds for a poll to see what it waits for (a loaded machine starts a worker slowly)
@@ -91,6 +89,19 @@ def poll(condition, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize(("processes", "error"), [("auto", None), (3, None), (0, None), (-1, "greater than or equal to 0"),
+                                                   ("many", "auto")])
+def test_the_pool_size_is_auto_a_count_or_zero(processes, error):
+    section = {"executor": {"type": "local", "processes": processes}}
+    if error is None:
+        assert parse_config(section, base_dir=Path(".")).executor.processes == processes  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(ConfigError, match=error):
+            parse_config(section, base_dir=Path("."))
+    assert parse_config({}, base_dir=Path(".")).executor.processes == 0  # type: ignore[attr-defined]  # threads unless asked
+
+
+@pytest.mark.integration
 def test_checks_run_in_worker_processes_with_the_thread_paths_results(world: Path):
     on_threads = Daemon(load_config(config_file(world, 0, "threads")), clock=SimulatedClock(NOW))
     try:
@@ -119,6 +130,7 @@ def test_checks_run_in_worker_processes_with_the_thread_paths_results(world: Pat
     assert pids and all(gone(pid) for pid in pids)  # stop ended the workers
 
 
+@pytest.mark.integration
 def test_a_worker_killed_mid_check_is_a_failed_check_and_the_next_tick_succeeds(world: Path):
     daemon = Daemon(load_config(config_file(world, 1, "killed")), clock=SimulatedClock(NOW))
     model = daemon.config.model("in_sql")
