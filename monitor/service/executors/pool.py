@@ -25,6 +25,7 @@ returns the result; the daemon records it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -122,6 +123,9 @@ class CheckPool:
                                 "running; the pool is restarted and the window is checked again on the next tick") from None
         except RuntimeError as exc:  # submit after shutdown: the daemon is stopping
             raise ExecutorError(f"the check pool is shut down: {exc}") from None
+        except Exception as exc:  # the job or its result did not pickle: the worker's own errors come back in PoolDone
+            raise ExecutorError(mask(f"a check could not be passed to or from its worker process: {type(exc).__name__}: "
+                                     f"{exc}", self._secrets)) from None
         if done.nulls:
             prepared.nulls.merge(done.nulls)
         if done.checked is None:
@@ -145,13 +149,14 @@ class CheckPool:
 
 
 def _for_worker(prepared: PreparedReference) -> PreparedReference:
-    """The reference without what only the daemon uses (the rows as given, for the next version's
-    comparison; the Evidently Dataset, for an HTML report): 12.4 -> 10.6 MiB pickled with the signals,
-    45 -> 20 ms to pickle and unpickle (20k rows x 20 features). The null cache is the same object."""
-    from monitor.check.drift import EvidentlyReference
-
-    empty = prepared.frame.iloc[:0]
-    return replace(prepared, frame=empty, evidently=EvidentlyReference(empty, []))
+    """The reference without what only the daemon uses: the Evidently Dataset (an HTML report is
+    rendered in the daemon), the rows as given and a way to re-read them (a top-up of the next
+    version; a closure would not even pickle). 12.4 -> 10.6 MiB pickled with the signals, 45 -> 20 ms
+    to pickle and unpickle (20k rows x 20 features). The null cache is the same object."""
+    present = {field.name for field in dataclasses.fields(prepared)}
+    withheld: dict[str, Any] = {"evidently": None, "frame": prepared.frame.iloc[:0] if "frame" in present else None,
+                                "reload": None}
+    return replace(prepared, **{name: value for name, value in withheld.items() if name in present})
 
 
 def _finish(job: CheckJob, done: PoolDone) -> Checked:
