@@ -6,7 +6,7 @@ the state store (a worker reads its window, validates, scores drift, quality and
 returns the result; the daemon records it).
 
 - Workers are started with "spawn" (the daemon has threads, locks and open connections: a fork
-  would copy them half-held) and live as long as the pool: their imports (pandas, scipy, Evidently)
+  would copy them half-held) and live as long as the pool: their imports (pandas, scipy, scikit-learn)
   are paid once per worker, and each pins BLAS to one thread as the daemon does.
 - A check ships the model's settings, its window spec and the champion's prepared reference and
   signals, pickled anew each time: 10.6 MiB at 20k rows x 20 features, ~14 ms to pickle in the
@@ -184,7 +184,7 @@ def _worker_start(level: int) -> None:
 
     setup_logging(logging.getLevelName(level))
     pin_blas()
-    import monitor.check.drift  # noqa: F401  (pandas, scipy, Evidently: seconds, paid here not in the first check)
+    import monitor.check.drift  # noqa: F401  (pandas, scipy: seconds, paid here, not in the first check)
     import monitor.check.run  # noqa: F401
 
 
