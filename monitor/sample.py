@@ -6,6 +6,8 @@ row: sampling is the biggest lever on check time (see bench/drift_check.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -25,6 +27,16 @@ def sample_rows(frame: pd.DataFrame, max_rows: int | None, seed: int) -> tuple[p
     positions.sort()  # keep the time order the source delivered
     return frame.take(positions), True
 
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The rows of a batch that enter a reservoir: their positions in the batch (None: all of
+    them), and their keys and positions in the stream."""
+
+    rows: np.ndarray | None
+    keys: np.ndarray
+    positions: np.ndarray
 
 
 class Reservoir:
@@ -54,22 +66,33 @@ class Reservoir:
         return self._seen
 
     def add(self, frame: pd.DataFrame) -> None:
-        n = len(frame)
+        offer = self.offer(len(frame))
+        if offer is not None:
+            self.keep(offer, frame if offer.rows is None else frame.take(offer.rows))
+
+    def offer(self, n: int) -> Offer | None:
+        """Draw the keys of the stream's next `n` rows: which of them enter the sample (None when
+        none do). The caller then passes exactly those rows to `keep`, so a batch can be cut
+        down before it is converted or copied (monitor.stream does so with Arrow batches)."""
         if n == 0:
-            return
+            return None
         positions = np.arange(self._seen, self._seen + n)
         self._seen += n
         if self._size is None:
-            self._keep(frame.reset_index(drop=True), np.zeros(n), positions)
-            return
+            return Offer(None, np.zeros(n), positions)
         keys = self._rng.random(n)
         under = keys < self._cut
         if not under.any():
-            return
-        if not under.all():
-            frame, keys, positions = frame[under], keys[under], positions[under]
-        self._keep(frame.reset_index(drop=True), keys, positions)
-        if self._held > self._size + self._size // 4:
+            return None
+        if under.all():
+            return Offer(None, keys, positions)
+        rows = np.flatnonzero(under)
+        return Offer(rows, keys[rows], positions[rows])
+
+    def keep(self, offer: Offer, frame: pd.DataFrame) -> None:
+        """Hold `frame`: the rows `offer` admitted, in its order."""
+        self._keep(frame.reset_index(drop=True), offer.keys, offer.positions)
+        if self._size is not None and self._held > self._size + self._size // 4:
             self._compact()
 
     def result(self) -> tuple[pd.DataFrame, bool]:

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from monitor.config import ModelConfig
 from monitor.late import key_hashes, nanoseconds
 from monitor.results import Watermark
 from monitor.sample import Reservoir
-from monitor.validate import BadValues, InputError, numeric_columns, outside_unit, validate_batch, window_problems
+from monitor.validate import BadValues, InputError, numeric_columns, outside_unit, require_columns, validate_batch, window_problems
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,16 @@ class WindowStream:
     def rows(self) -> int:
         return self._rows
 
-    def add(self, frame: pd.DataFrame, *, fresh: bool = True) -> None:
-        """One batch; `fresh` rows are after the watermark, late ones (fresh=False) behind it."""
+    def add(self, frame: pd.DataFrame | pa.Table, *, fresh: bool = True) -> None:
+        """One batch; `fresh` rows are after the watermark, late ones (fresh=False) behind it.
+
+        An Arrow table (FileLogSource.scan_arrow) is counted in Arrow and only the rows the
+        sample admits are converted to pandas; a column Arrow cannot count as validation would
+        (text in a numerical column) sends the whole batch down the pandas path."""
+        if isinstance(frame, pa.Table):
+            if frame.num_rows and not self._arrow(frame, fresh=fresh):
+                self.add(_to_pandas(frame, text=self._model.columns.categorical), fresh=fresh)
+            return
         if frame.empty:
             return
         self._rows += len(frame)
@@ -136,6 +146,61 @@ class WindowStream:
         return Streamed(self._rows, sample, sampled, summary, self._watermark, key_ns, hashes, None)
 
     # --- the parts ------------------------------------------------------------------------
+
+    def _arrow(self, table: pa.Table, *, fresh: bool) -> bool:
+        """Add an Arrow batch as add() adds its pandas form (the same counts, the same sample
+        rows and values); False, having done nothing, when only the pandas path can validate it."""
+        cols = self._model.columns
+        validating = self._validate and self._error is None
+        if validating:
+            try:
+                require_columns(table.column_names, _required(self._model), f"the window of model {self._model.name!r}")
+            except InputError:
+                return False  # the pandas path records the error, with the same message
+            if not all(_countable(table[name].type) for name in self._numerical):
+                return False
+        self._rows += table.num_rows
+        keys = _to_pandas(table.select([cols.timestamp, cols.id]))
+        if fresh:
+            self._advance(keys[cols.timestamp], keys[cols.id])
+        if self._lookback is not None:
+            self._keep_keys(keys)
+        if not validating:
+            return True
+        for name in (cols.timestamp, cols.id):
+            self._nulls[name] += table[name].null_count
+        for name in self._numerical:
+            self._count_numbers(name, pc.cast(table[name], pa.float64(), safe=False).to_numpy())
+        codes = {name: self._levels[name].encode_arrow(table[name]) if _is_text(table[name].type)
+                 else self._levels[name].encode(table[name].to_pandas()) for name in self._categorical}
+        for name in self._categorical:
+            self._nulls[name] += int((codes[name] < 0).sum())
+        if self._bad:  # as add(): a window with uncastable columns is not worth sampling
+            return True
+        assert self._reservoir is not None
+        offer = self._reservoir.offer(table.num_rows)
+        if offer is None:
+            return True
+        rows = table if offer.rows is None else table.take(offer.rows)
+        text = set(cols.categorical)
+        frame = _to_pandas(rows.select([c for c in rows.column_names if c not in text]))
+        frame, _ = validate_batch(frame, self._model, require=False)
+        for name in cols.categorical:
+            if name in rows.column_names:
+                picked = codes[name] if offer.rows is None else codes[name][offer.rows]
+                frame[name] = pd.Categorical.from_codes(picked, dtype=pd.CategoricalDtype(self._levels[name].categories()))
+        self._reservoir.keep(offer, frame[rows.column_names])
+        return True
+
+    def _count_numbers(self, name: str, values: np.ndarray) -> None:
+        values = values.astype(np.float64, copy=False)
+        self._nulls[name] += int(np.isnan(values).sum())
+        self._infinite[name] += int(np.isinf(values).sum())
+        if name == self._model.columns.probability:
+            found = outside_unit(pd.Series(values, copy=False))
+            if found.count:
+                first = self._outside.sample if self._outside.count else found.sample
+                self._outside = BadValues(self._outside.count + found.count, first)
 
     def _advance(self, stamps: pd.Series, ids: pd.Series) -> None:
         if self._ordered:
@@ -184,14 +249,7 @@ class WindowStream:
         for name in self._numerical:
             if name in skip:
                 continue
-            values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-            self._nulls[name] += int(np.isnan(values).sum())
-            self._infinite[name] += int(np.isinf(values).sum())
-            if name == self._model.columns.probability:
-                found = outside_unit(frame[name].astype(np.float64))
-                if found.count:
-                    first = self._outside.sample if self._outside.count else found.sample
-                    self._outside = BadValues(self._outside.count + found.count, first)
+            self._count_numbers(name, frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
         codes = {}
         for name in self._categorical:
             codes[name] = self._levels[name].encode(frame[name])
@@ -225,6 +283,7 @@ class _Levels:
         self._values: list[Any] = []
         self._index: dict[Any, int] = {}
         self._counts = np.zeros(0, dtype=np.int64)
+        self._arrow: pa.Array | None = None  # the levels as Arrow text, for encode_arrow
 
     def encode(self, series: pd.Series) -> np.ndarray:
         """int32 codes into the levels (-1 where missing), the batch's counts added."""
@@ -233,10 +292,40 @@ class _Levels:
         codes = np.full(len(local), -1, dtype=np.int32)
         present = local >= 0
         codes[present] = mapping[local[present]]
+        self._add_counts(codes)
+        return codes
+
+    def _add_counts(self, codes: np.ndarray) -> None:
         if len(self._counts) < len(self._values):
             self._counts = np.concatenate([self._counts, np.zeros(len(self._values) - len(self._counts), dtype=np.int64)])
-        self._counts += np.bincount(codes[present], minlength=len(self._values))
+        self._counts += np.bincount(codes[codes >= 0], minlength=len(self._values))
+
+    def encode_arrow(self, column: pa.ChunkedArray) -> np.ndarray:
+        """encode() for Arrow text (plain or dictionary-encoded): the batch's dictionary is
+        matched against the levels in Arrow (pc.index_in); only values never seen before
+        reach Python, once each."""
+        parts = []
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)
+        for chunk in column.chunks:
+            dictionary = chunk.dictionary
+            mapping = pc.index_in(dictionary, value_set=self._arrow_levels())
+            new = pc.and_(pc.is_null(mapping), pc.is_valid(dictionary))
+            if pc.any(new).as_py():
+                for value in dictionary.filter(new).to_pylist():
+                    self._code(value)
+                mapping = pc.index_in(dictionary, value_set=self._arrow_levels())
+            # One slot past the dictionary stands for a missing value: code -1.
+            lookup = np.append(mapping.fill_null(-1).to_numpy(zero_copy_only=False), np.int32(-1)).astype(np.int32)
+            parts.append(lookup[chunk.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)])
+        codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+        self._add_counts(codes)
         return codes
+
+    def _arrow_levels(self) -> pa.Array:
+        if self._arrow is None or len(self._arrow) != len(self._values):
+            self._arrow = pa.array(self._values, type=pa.string())
+        return self._arrow
 
     def categories(self) -> pd.Index:
         return pd.Index(self._values, dtype=object)
@@ -250,6 +339,41 @@ class _Levels:
             code = self._index[value] = len(self._values)
             self._values.append(value)
         return code
+
+
+_ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow")}
+
+
+def _to_pandas(table: pa.Table, text: Collection[str] = ()) -> pd.DataFrame:
+    """As FileLogSource.scan hands a batch over: the `text` columns as Arrow-backed strings
+    (dictionary-encoded or not), other text as Python str, timestamps as datetime64[ns, UTC]."""
+    for index, kind in enumerate(table.schema.types):
+        if pa.types.is_dictionary(kind):
+            name = table.column_names[index]
+            table = table.set_column(index, name, table[name].cast(kind.value_type))
+    frame = table.select([c for c in table.column_names if c not in text]).to_pandas()
+    arrow_text = [c for c in table.column_names if c in text]
+    for name in arrow_text:
+        frame[name] = table[name].to_pandas(types_mapper=_ARROW_TEXT.get)
+    frame = frame[table.column_names] if arrow_text else frame
+    for name in frame.columns:
+        if frame[name].dtype.kind == "M":
+            frame[name] = frame[name].astype("datetime64[ns, UTC]")
+    return frame
+
+
+def _required(model: ModelConfig) -> list[str]:
+    cols = model.columns
+    return [cols.timestamp, cols.id, cols.prediction, *cols.features, *[c for c in (cols.probability,) if c]]
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type))
+
+
+def _countable(kind: pa.DataType) -> bool:
+    """A numerical column Arrow hands over as numbers: no value can fail the cast to float64."""
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)
 
 
 def _categories(series: pd.Series) -> pd.Series:

@@ -150,6 +150,37 @@ def test_streamed_window_counts_every_row_while_sampling_few(tmp_path: Path, sma
     assert (joined["country"].fillna("-") == joined["country_w"].fillna("-")).all() and (joined["age"].fillna(-1) == joined["age_w"].fillna(-1)).all()
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_arrow_batches_give_the_window_pandas_batches_give(tmp_path: Path, small_batches: None, fmt: str) -> None:
+    """The stream counts Arrow batches in Arrow and converts only the rows its sample admits:
+    the same sample (rows, values, dtypes), summary and watermark as batches handed over as pandas."""
+    frame = predictions(3_000, seed=14)
+    frame.loc[frame.index % 7 == 0, "income"] = np.nan
+    frame.loc[frame.index % 11 == 0, "score"] = -np.inf
+    frame.loc[frame.index % 13 == 0, "country"] = None
+    frame.loc[frame.index % 29 == 0, "probability"] = np.nan
+    write_parts(frame, tmp_path, 3, fmt)
+    model = model_config({"type": "files", "path": str(tmp_path / f"*.{fmt}")}, window={"size": "30d", "min_rows": 50, "max_rows": 400})
+    arrow_source = open_source(model.source, model.columns)
+    assert hasattr(arrow_source, "scan_arrow")
+
+    class PandasOnly:  # the same source without scan_arrow: batches arrive as pandas frames
+        scan_ordered = False
+
+        def __getattr__(self, name: str):
+            if name == "scan_arrow":
+                raise AttributeError(name)
+            return getattr(arrow_source, name)
+
+    spec = WindowSpec(since=START - timedelta(seconds=1), until=UNTIL)
+    arrow = read_window(Inputs(model, arrow_source, None), spec, UNTIL)
+    pandas = read_window(Inputs(model, PandasOnly(), None), spec, UNTIL)  # type: ignore[arg-type]
+
+    assert arrow.error is None and arrow.sampled and len(arrow.sample) == 400
+    pd.testing.assert_frame_equal(arrow.sample, pandas.sample)
+    assert arrow.summary == pandas.summary and arrow.watermark == pandas.watermark and arrow.rows == pandas.rows == 3_000
+
+
 def test_drift_scores_of_the_streamed_sample_equal_those_of_the_same_rows_read_whole(tmp_path: Path, small_batches: None) -> None:
     from monitor.drift import check_drift, prepare_reference
 

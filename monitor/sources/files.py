@@ -65,30 +65,40 @@ class FileLogSource(Source):
         self._categorical = frozenset(columns.categorical)
 
     def read(self, query: WindowQuery) -> pd.DataFrame:
+        return _to_frame(self._read_table(query), query.columns)
+
+    def _read_table(self, query: WindowQuery) -> pa.Table:
+        """The window whole, sorted by (timestamp, id), at most `query.limit` rows."""
         wanted = _with_keys(query.columns, (self._ts, self._id))
         table = self._scan(wanted, partial(_window_filter, query, self._ts, self._id))
         table = table.sort_by([(self._ts, "ascending"), (self._id, "ascending")])
-        if query.limit is not None:
-            table = table.slice(0, query.limit)
-        return _to_frame(table, query.columns)
+        return table.slice(0, query.limit) if query.limit is not None else table
 
     def scan(self, query: WindowQuery) -> Iterator[pd.DataFrame]:
         """The window's rows (only `query.columns`) as frames of at most BATCH_ROWS rows, in file
         order; categorical text stays Arrow-backed (`string[pyarrow]`), no Python str per value.
         A query with a limit needs the whole window ordered: it is read with read() instead."""
+        text = [c for c in query.columns if c in self._categorical]
+        for table in self.scan_arrow(query):
+            yield _to_frame(_plain_text(table), query.columns, text=text)
+
+    def scan_arrow(self, query: WindowQuery) -> Iterator[pa.Table]:
+        """scan() without the conversion to pandas: Arrow tables of the columns in
+        `query.columns` order. Categorical text stored as Parquet strings comes dictionary-encoded
+        (decoded once per distinct value, not per row); other text as Arrow strings.
+        monitor.stream counts and samples these, converting only the rows its sample keeps."""
         if query.limit is not None:
-            frame = self.read(query)
-            if not frame.empty:
-                yield frame
+            table = self._read_table(query)
+            if table.num_rows:
+                yield table.select(list(query.columns))
             return
         wanted = _with_keys(query.columns, (self._ts, self._id))
         filter_for = partial(_window_filter, query, self._ts, self._id)
-        text = [c for c in query.columns if c in self._categorical]
         unified: pa.Schema | None = None
         for table in self._batches(wanted, filter_for):
-            unified = self._unified(unified, table.schema)
+            unified = self._unified(unified, _plain_schema(table.schema))
             if table.num_rows:
-                yield _to_frame(table, query.columns, text=text)
+                yield table.select(list(query.columns))
 
     def read_ids(self, columns: tuple[str, ...], ids: Sequence[str | int]) -> pd.DataFrame:
         wanted = _with_keys(columns, (self._id,))
@@ -162,7 +172,8 @@ class FileLogSource(Source):
         for key, group in groups.items():
             schema = schemas[key]
             pushdown = filter_for(schema) if _pushable(schema, self._ts) else None
-            for batch in _stream_parquet_group(group, schema, wanted, pushdown):
+            text = [f.name for f in schema if f.name in self._categorical and pa.types.is_string(f.type)]
+            for batch in _stream_parquet_group(group, schema, wanted, pushdown, dictionary=text):
                 table = self._normalize(batch, group[0])
                 # The pushed-down filter is exact (_window_filter floors to the stored unit), so
                 # only text timestamps, parsed after reading, are filtered here.
@@ -202,7 +213,7 @@ class FileLogSource(Source):
             column = table[name]
             if name == self._ts:
                 column = _utc_timestamps(column, name, path)
-            elif name in self._categorical and not pa.types.is_string(column.type):
+            elif name in self._categorical and not _is_text(column.type):
                 column = _as_text(column)
             else:
                 continue
@@ -329,8 +340,10 @@ def _read_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str],
 
 
 def _stream_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str],
-                          pushdown: ds.Expression | None) -> Iterator[pa.Table]:
-    """The files' rows in batches, file by file, filtered by `pushdown` when given.
+                          pushdown: ds.Expression | None, dictionary: Sequence[str] = ()) -> Iterator[pa.Table]:
+    """The files' rows in batches, file by file, filtered by `pushdown` when given; the
+    `dictionary` columns (text) dictionary-encoded: reading 8 low-cardinality text columns this
+    way took 0.32 s for 1M rows where decoding every string took 0.75 s.
 
     Row groups are chosen from their statistics as the dataset scanner does, then read with
     ParquetFile.iter_batches (pre-buffering off, a 1 MB read buffer): pyarrow's dataset scanner
@@ -342,7 +355,7 @@ def _stream_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str
             groups = _row_groups(path, schema, pushdown)
             if not groups:
                 continue
-            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=list(dictionary) or None)
             for index, whole in groups:
                 for batch in reader.iter_batches(batch_size=BATCH_ROWS, row_groups=[index], columns=wanted, use_threads=False):
                     table = pa.Table.from_batches([batch]).select(wanted)
@@ -445,6 +458,24 @@ def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
         if whole:
             return column.cast(pa.int64()).cast(pa.string())
     return column.cast(pa.string())
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Arrow text: strings, or strings dictionary-encoded (as a Parquet text column is streamed)."""
+    return pa.types.is_string(kind) or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type))
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with dictionary-encoded text as plain strings (what read() finds)."""
+    return pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema])
+
+
+def _plain_text(table: pa.Table) -> pa.Table:
+    """`table` with dictionary-encoded text decoded to plain strings."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(index, field.name, table[field.name].cast(field.type.value_type))
+    return table
 
 
 def _pushable(schema: pa.Schema, ts_name: str) -> bool:
