@@ -76,7 +76,7 @@ class WindowStream:
         self._validate = validate
         self._ordered = ordered
         self._lookback = keys_lookback_ns
-        self._reservoir = Reservoir(max_rows, seed) if validate else None
+        self._reservoir = Reservoir(max_rows, seed, to_frame=self._sample_frame) if validate else None
         self._rows = 0
         self._watermark: Watermark | None = None
         self._key_ns: list[np.ndarray] = []
@@ -181,16 +181,26 @@ class WindowStream:
         offer = self._reservoir.offer(table.num_rows)
         if offer is None:
             return True
+        # The admitted rows stay in Arrow (numbers as float64, categorical text as level codes)
+        # until the sample is taken: converting and joining them in pandas batch by batch cost
+        # more than reading the window.
         rows = table if offer.rows is None else table.take(offer.rows)
-        text = set(cols.categorical)
-        frame = _to_pandas(rows.select([c for c in rows.column_names if c not in text]))
-        frame, _ = validate_batch(frame, self._model, require=False)
+        for name in self._numerical:
+            rows = rows.set_column(rows.column_names.index(name), name, pc.cast(rows[name], pa.float64(), safe=False))
         for name in cols.categorical:
-            if name in rows.column_names:
-                picked = codes[name] if offer.rows is None else codes[name][offer.rows]
-                frame[name] = pd.Categorical.from_codes(picked, dtype=pd.CategoricalDtype(self._levels[name].categories()))
-        self._reservoir.keep(offer, frame[rows.column_names])
+            picked = codes[name] if offer.rows is None else codes[name][offer.rows]
+            rows = rows.set_column(rows.column_names.index(name), name, pa.array(picked, type=pa.int32()))
+        self._reservoir.keep(offer, rows)
         return True
+
+    def _sample_frame(self, rows: pa.Table) -> pd.DataFrame:
+        """Admitted Arrow rows as the pandas path holds them: cast as validate_batch casts, categorical
+        text as categories over every level seen so far."""
+        text = self._model.columns.categorical
+        frame, _ = validate_batch(_to_pandas(rows.select([c for c in rows.column_names if c not in text])), self._model, require=False)
+        for name in text:
+            frame[name] = pd.Categorical.from_codes(rows[name].to_numpy(), dtype=pd.CategoricalDtype(self._levels[name].categories()))
+        return frame[rows.column_names]
 
     def _count_numbers(self, name: str, values: np.ndarray) -> None:
         values = values.astype(np.float64, copy=False)
@@ -296,9 +306,12 @@ class _Levels:
         return codes
 
     def _add_counts(self, codes: np.ndarray) -> None:
+        self._grow()
+        self._counts += np.bincount(codes[codes >= 0], minlength=len(self._values))
+
+    def _grow(self) -> None:
         if len(self._counts) < len(self._values):
             self._counts = np.concatenate([self._counts, np.zeros(len(self._values) - len(self._counts), dtype=np.int64)])
-        self._counts += np.bincount(codes[codes >= 0], minlength=len(self._values))
 
     def encode_arrow(self, column: pa.ChunkedArray) -> np.ndarray:
         """encode() for Arrow text (plain or dictionary-encoded): the batch's dictionary is
@@ -317,10 +330,13 @@ class _Levels:
                 mapping = pc.index_in(dictionary, value_set=self._arrow_levels())
             # One slot past the dictionary stands for a missing value: code -1.
             lookup = np.append(mapping.fill_null(-1).to_numpy(zero_copy_only=False), np.int32(-1)).astype(np.int32)
-            parts.append(lookup[chunk.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)])
-        codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
-        self._add_counts(codes)
-        return codes
+            local = chunk.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
+            parts.append(lookup[local])
+            self._grow()
+            per_entry = np.bincount(local, minlength=len(lookup))
+            present = lookup >= 0
+            np.add.at(self._counts, lookup[present], per_entry[present])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
 
     def _arrow_levels(self) -> pa.Array:
         if self._arrow is None or len(self._arrow) != len(self._values):

@@ -61,6 +61,23 @@ def test_reservoir_is_the_same_sample_however_the_stream_is_cut() -> None:
     assert reservoir.result()[0]["x"].tolist() != picks[0]
 
 
+def test_reservoir_of_arrow_and_pandas_parts_is_the_sample_of_pandas_parts() -> None:
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"x": np.arange(5_000), "y": np.arange(5_000) * 0.5})
+    samples = []
+    for arrow in (set(), {0, 2, 3, 5}, set(range(10))):  # pandas only, mixed, Arrow only
+        reservoir = Reservoir(700, seed=11, to_frame=lambda table: table.to_pandas())
+        for i in range(10):
+            part = frame.iloc[i * 500 : (i + 1) * 500]
+            reservoir.add(pa.Table.from_pandas(part, preserve_index=False) if i in arrow else part)
+        sample, sampled = reservoir.result()
+        assert sampled and len(sample) == 700
+        samples.append(sample)
+    pd.testing.assert_frame_equal(samples[0], samples[1])
+    pd.testing.assert_frame_equal(samples[0], samples[2])
+
+
 def test_reservoir_is_uniform_over_the_stream() -> None:
     # Every tenth of the stream should hold about a tenth of the sample (binomial sd ~ 28 of 1,000).
     reservoir = Reservoir(10_000, seed=3)
