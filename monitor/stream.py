@@ -140,6 +140,10 @@ class WindowStream:
         if error is not None:
             return Streamed(self._rows, empty, False, summary, self._watermark, key_ns, hashes, error)
         sample, sampled = self._reservoir.result()
+        self._reservoir = None  # spent: its Arrow rows are freed now, not with the stream
+        # Arrow's allocator keeps freed pages for reuse: hand them back before the drift
+        # statistics allocate theirs (158 MB after a 10M-row window).
+        pa.default_memory_pool().release_unused()
         for name in self._model.columns.categorical:
             if name in sample.columns:
                 sample[name] = _categories(sample[name])
@@ -159,12 +163,13 @@ class WindowStream:
                 return False  # the pandas path records the error, with the same message
             if not all(_countable(table[name].type) for name in self._numerical):
                 return False
+        if not _utc_ns(table.schema.field(cols.timestamp).type):
+            return False
         self._rows += table.num_rows
-        keys = _to_pandas(table.select([cols.timestamp, cols.id]))
         if fresh:
-            self._advance(keys[cols.timestamp], keys[cols.id])
+            self._advance_arrow(table[cols.timestamp], table[cols.id])
         if self._lookback is not None:
-            self._keep_keys(keys)
+            self._keep_keys(_to_pandas(table.select([cols.timestamp, cols.id])))
         if not validating:
             return True
         for name in (cols.timestamp, cols.id):
@@ -220,7 +225,19 @@ class WindowStream:
         ns = nanoseconds(stamps)
         top = ns.max()
         ident = ids[ns == top].max()
-        candidate = _mark(stamps[ns == top].iloc[0], ident)
+        self._raise_to(_mark(stamps[ns == top].iloc[0], ident))
+
+    def _advance_arrow(self, stamps: pa.ChunkedArray, ids: pa.ChunkedArray) -> None:
+        """_advance on Arrow columns (timestamps already UTC nanoseconds, as files hand them over)."""
+        if self._ordered:
+            self._watermark = _mark(pd.Timestamp(stamps[-1].value, tz="UTC"), ids[-1].as_py())
+            return
+        ns = stamps.cast(pa.int64()).to_numpy()
+        top = ns.max()
+        ident = pc.max(ids.filter(pa.array(ns == top))).as_py()
+        self._raise_to(_mark(pd.Timestamp(top, tz="UTC"), ident))
+
+    def _raise_to(self, candidate: Watermark) -> None:
         current = self._watermark
         if current is None or (pd.Timestamp(candidate.timestamp).value, candidate.id) > (pd.Timestamp(current.timestamp).value, current.id):
             self._watermark = candidate
@@ -367,10 +384,12 @@ def _to_pandas(table: pa.Table, text: Collection[str] = ()) -> pd.DataFrame:
         if pa.types.is_dictionary(kind):
             name = table.column_names[index]
             table = table.set_column(index, name, table[name].cast(kind.value_type))
-    frame = table.select([c for c in table.column_names if c not in text]).to_pandas()
+    # Arrow's threads would allocate the numpy blocks, each in a malloc arena of its own that
+    # keeps its pages: peak memory grew by 125 MB from 1M to 10M rows with threads on.
+    frame = table.select([c for c in table.column_names if c not in text]).to_pandas(use_threads=False)
     arrow_text = [c for c in table.column_names if c in text]
     for name in arrow_text:
-        frame[name] = table[name].to_pandas(types_mapper=_ARROW_TEXT.get)
+        frame[name] = table[name].to_pandas(types_mapper=_ARROW_TEXT.get, use_threads=False)
     frame = frame[table.column_names] if arrow_text else frame
     for name in frame.columns:
         if frame[name].dtype.kind == "M":
@@ -385,6 +404,10 @@ def _required(model: ModelConfig) -> list[str]:
 
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type))
+
+
+def _utc_ns(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.unit == "ns" and kind.tz in ("UTC", "+00:00")
 
 
 def _countable(kind: pa.DataType) -> bool:
