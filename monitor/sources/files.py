@@ -30,8 +30,8 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from monitor.clock import utc_timestamp
-from monitor.config import Columns, FilesSource
+from monitor.core.clock import utc_timestamp
+from monitor.core.config import Columns, FilesSource
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 _SUFFIXES = {
@@ -86,7 +86,7 @@ class FileLogSource(Source):
         """scan() without the conversion to pandas: Arrow tables of the columns in
         `query.columns` order. Categorical text stored as Parquet strings comes dictionary-encoded
         (decoded once per distinct value, not per row); other text as Arrow strings.
-        monitor.stream counts and samples these, converting only the rows its sample keeps."""
+        monitor.check.stream counts and samples these, converting only the rows its sample keeps."""
         if query.limit is not None:
             table = self._read_table(query)
             if table.num_rows:
