@@ -118,6 +118,40 @@ def test_file_scan_yields_exactly_the_rows_read_returns(tmp_path: Path, fmt: str
     pd.testing.assert_frame_equal(streamed.astype({"country": object, "device": object}), whole, check_dtype=False)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_files_stream_in_blocks_and_survive_a_type_that_changes(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text file is parsed a block at a time; where a later block does not fit the types of the
+    first (ints turning fractional, numbers turning text), the rest is read whole: same rows as read()."""
+    import pyarrow as pa
+
+    import monitor.sources.textfiles as textfiles
+
+    monkeypatch.setattr(textfiles, "TEXT_BLOCK_BYTES", 8_192)
+    frame = predictions(2_000, seed=15)
+    frame["age"] = frame["age"].round().astype("int64")
+    write_parts(frame, tmp_path, 1, fmt)
+    path = next(tmp_path.glob(f"*.{fmt}"))
+    blocks = list(textfiles.stream_text_file(path, fmt, list(WANTED), frozenset(COLS.categorical)))
+    assert len(blocks) > 5 and sum(b.num_rows for b in blocks) == 2_000
+    assert blocks[0].schema.field("age").type == blocks[-1].schema.field("age").type
+
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1_500, "age"] = 40.5  # past the first blocks: the stream's int64 cannot hold it
+    frame.loc[1_900, "country"] = None
+    write_parts(frame, tmp_path, 1, fmt)
+    blocks = list(textfiles.stream_text_file(path, fmt, list(WANTED), frozenset(COLS.categorical)))
+    assert (blocks[0].schema.field("age").type, blocks[-1].schema.field("age").type) == (pa.int64(), pa.float64())
+    source = open_source(FilesSource(type="files", path=str(tmp_path / f"*.{fmt}")), COLS)
+    query = WindowQuery(WANTED, until=UNTIL, since=START - timedelta(seconds=1))
+    streamed = pd.concat(list(source.scan(query)), ignore_index=True)
+    whole = source.read(query)
+    assert len(streamed) == 2_000 and 40.5 in set(streamed["age"])
+    streamed = streamed.sort_values(["ts", "id"], ignore_index=True)
+    for text in ("country", "device"):  # Arrow-backed text (pd.NA) against Python str (NaN)
+        assert streamed.pop(text).fillna("-").tolist() == whole.pop(text).fillna("-").tolist()
+    pd.testing.assert_frame_equal(streamed, whole, check_dtype=False)
+
+
 def test_sql_scan_streams_the_rows_read_returns_in_order(tmp_path: Path, small_batches: None) -> None:
     frame = predictions(1_000, seed=5, timestamps=200)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'logs.db'}")

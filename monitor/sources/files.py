@@ -2,8 +2,9 @@
 
 Parquet is the efficient format: the time window and the column list are pushed down into
 pyarrow's scanner, so row groups outside the window are skipped using their statistics and
-unused columns are never decoded. CSV and JSON-lines files are read whole (only the
-requested columns are kept) and filtered afterwards — fine for small logs, slow for big ones.
+unused columns are never decoded. CSV and JSON-lines files are parsed whole (only the
+requested columns are kept) and filtered afterwards; a streamed window parses them block by
+block (monitor.sources.textfiles).
 
 `scan` streams a window as batches of rows in bounded memory (Parquet is read batch by batch with
 pre-buffering off: pre-buffering whole row groups grew peak memory with the window); `read`
@@ -25,14 +26,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from monitor.core.clock import utc_timestamp
 from monitor.core.config import Columns, FilesSource
 from monitor.sources.base import Source, SourceError, WindowQuery
+from monitor.sources.textfiles import corrupt_file, missing_columns, read_text_file, stream_text_file
 
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -94,9 +94,12 @@ class FileLogSource(Source):
             return
         wanted = _with_keys(query.columns, (self._ts, self._id))
         filter_for = partial(_window_filter, query, self._ts, self._id)
-        unified: pa.Schema | None = None
-        for table in self._batches(wanted, filter_for):
-            unified = self._unified(unified, _plain_schema(table.schema))
+        schemas: dict[Path, pa.Schema] = {}
+        for origin, table in self._batches(wanted, filter_for):
+            schema = _plain_schema(table.schema)
+            if schemas.get(origin) != schema:  # a text file read whole after its stream failed has its own types
+                schemas[origin] = schema
+                self._unified(list(schemas.values()))
             if table.num_rows:
                 yield table.select(list(query.columns))
 
@@ -116,10 +119,10 @@ class FileLogSource(Source):
                 counted = _parquet_null_count(path, self._ts) if fmt == "parquet" else None
                 if counted is None:
                     if fmt == "parquet":
-                        table = _read_parquet_group([path], _parquet_schema(path, [self._ts]), [self._ts], None)
+                        tables = [_read_parquet_group([path], _parquet_schema(path, [self._ts]), [self._ts], None)]
                     else:
-                        table = _read_text_file(path, fmt, [self._ts], self._categorical)
-                    counted = self._normalize(table, path)[self._ts].null_count
+                        tables = list(stream_text_file(path, fmt, [self._ts], self._categorical))
+                    counted = sum(self._normalize(table, path)[self._ts].null_count for table in tables)
                 nulls += counted
         return nulls
 
@@ -136,7 +139,7 @@ class FileLogSource(Source):
                 tables.extend(self._scan_parquet(group, wanted, filter_for))
             else:
                 for path in group:
-                    table = self._normalize(_read_text_file(path, fmt, wanted, self._categorical), path)
+                    table = self._normalize(read_text_file(path, fmt, wanted, self._categorical), path)
                     tables.append(_apply(table, filter_for))
         if not tables:
             return _empty_table(wanted, self._ts)
@@ -151,17 +154,19 @@ class FileLogSource(Source):
             kind="schema",
         )
 
-    def _batches(self, wanted: list[str], filter_for: FilterFor) -> Iterator[pa.Table]:
+    def _batches(self, wanted: list[str], filter_for: FilterFor) -> Iterator[tuple[Path, pa.Table]]:
+        """Batches, each with the file (or first file of a group read alike) it came from."""
         for fmt, group in _by_format(self._files(), self._format).items():
             if fmt == "parquet":
                 yield from self._parquet_batches(group, wanted, filter_for)
                 continue
-            for path in group:  # text files have no row groups to skip: read whole, handed on in slices
-                table = _apply(self._normalize(_read_text_file(path, fmt, wanted, self._categorical), path), filter_for)
-                for offset in range(0, table.num_rows, BATCH_ROWS):
-                    yield table.slice(offset, BATCH_ROWS)
+            for path in group:  # text files have no row groups to skip: streamed in blocks, handed on in slices
+                for block in stream_text_file(path, fmt, wanted, self._categorical):
+                    table = _apply(self._normalize(block, path), filter_for)
+                    for offset in range(0, table.num_rows, BATCH_ROWS):
+                        yield path, table.slice(offset, BATCH_ROWS)
 
-    def _parquet_batches(self, paths: list[Path], wanted: list[str], filter_for: FilterFor) -> Iterator[pa.Table]:
+    def _parquet_batches(self, paths: list[Path], wanted: list[str], filter_for: FilterFor) -> Iterator[tuple[Path, pa.Table]]:
         groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
         schemas: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
         for path in paths:  # as in _scan_parquet: files agreeing on the physical types scan together
@@ -177,14 +182,14 @@ class FileLogSource(Source):
                 table = self._normalize(batch, group[0])
                 # The pushed-down filter is exact (_window_filter floors to the stored unit), so
                 # only text timestamps, parsed after reading, are filtered here.
-                yield table if pushdown is not None else _apply(table, filter_for)
+                yield group[0], table if pushdown is not None else _apply(table, filter_for)
 
-    def _unified(self, unified: pa.Schema | None, schema: pa.Schema) -> pa.Schema:
+    def _unified(self, schemas: list[pa.Schema]) -> None:
         """What read() finds when it concatenates the files: column types that cannot be merged."""
-        if unified is None or unified == schema:
-            return schema
+        if len(schemas) < 2 or all(s == schemas[0] for s in schemas[1:]):
+            return
         try:
-            return pa.unify_schemas([unified, schema], promote_options="permissive")
+            pa.unify_schemas(schemas, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise self._schema_conflict(exc) from None
 
@@ -274,33 +279,14 @@ def _format_of(path: Path) -> str:
     )
 
 
-def _corrupt(path: Path, exc: BaseException) -> SourceError:
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return SourceError(
-        f"cannot read {path}: {reason}. The file is corrupt, truncated or still being written; "
-        "fix it or move it out of the source path (driftd retries on the next check)",
-        kind="corrupt",
-    )
-
-
-def _missing(path: Path, missing: list[str], present: Sequence[str]) -> SourceError:
-    names = ", ".join(repr(m) for m in missing)
-    return SourceError(
-        f"column {names} missing from {path} (it has: {', '.join(present)}); "
-        "fix the column names under `columns` in the configuration or the logging that writes the file",
-        kind="schema",
-        missing=tuple(missing),
-    )
-
-
 def _parquet_schema(path: Path, wanted: list[str]) -> pa.Schema:
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
-        raise _corrupt(path, exc) from None
+        raise corrupt_file(path, exc) from None
     missing = [c for c in wanted if c not in schema.names]
     if missing:
-        raise _missing(path, missing, schema.names)
+        raise missing_columns(path, missing, schema.names)
     return pa.schema([schema.field(c) for c in wanted])
 
 
@@ -310,9 +296,9 @@ def _parquet_null_count(path: Path, ts_name: str) -> int | None:
         meta = pq.ParquetFile(path).metadata
         schema = meta.schema.to_arrow_schema()
     except (pa.ArrowException, OSError) as exc:
-        raise _corrupt(path, exc) from None
+        raise corrupt_file(path, exc) from None
     if ts_name not in schema.names:
-        raise _missing(path, [ts_name], schema.names)
+        raise missing_columns(path, [ts_name], schema.names)
     if not pa.types.is_timestamp(schema.field(ts_name).type):
         return None  # text timestamps: an unparsable value is a null too, so parse them
     index = meta.schema.names.index(ts_name) if ts_name in meta.schema.names else None
@@ -333,7 +319,7 @@ def _read_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str],
         return dataset.to_table(columns=wanted, filter=pushdown)
     except (pa.ArrowException, OSError) as exc:
         if len(paths) == 1:
-            raise _corrupt(paths[0], exc) from None
+            raise corrupt_file(paths[0], exc) from None
         # A data page is broken somewhere: scan file by file to name the culprit.
         tables = [_read_parquet_group([p], schema, wanted, pushdown) for p in paths]
         return pa.concat_tables(tables)
@@ -361,7 +347,7 @@ def _stream_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str
                     table = pa.Table.from_batches([batch]).select(wanted)
                     yield table if whole or pushdown is None else table.filter(pushdown)
         except (pa.ArrowException, OSError) as exc:
-            raise _corrupt(path, exc) from None
+            raise corrupt_file(path, exc) from None
 
 
 def _row_groups(path: Path, schema: pa.Schema, pushdown: ds.Expression | None) -> list[tuple[int, bool]]:
@@ -395,28 +381,6 @@ def _whole(statistics: dict, schema: pa.Schema, pushdown: ds.Expression) -> bool
         return ends.filter(pushdown).num_rows == 2
     except (pa.ArrowException, ValueError, TypeError, KeyError):
         return False  # unusual statistics: filter the rows instead
-
-
-def _read_text_file(path: Path, fmt: str, wanted: list[str], categorical: frozenset[str]) -> pa.Table:
-    # Categorical codes like "007" must stay text, not become the number 7.
-    text = {c: pa.string() for c in wanted if c in categorical}
-    try:
-        if fmt == "csv":
-            options = pacsv.ConvertOptions(include_columns=wanted, column_types=text)
-            try:
-                return pacsv.read_csv(path, convert_options=options)
-            except KeyError:  # pyarrow's ArrowKeyError: a wanted column is not in the header
-                present = pacsv.open_csv(path).schema.names
-                raise _missing(path, [c for c in wanted if c not in present], present) from None
-        table = pajson.read_json(path)
-    except SourceError:
-        raise
-    except (pa.ArrowException, OSError) as exc:
-        raise _corrupt(path, exc) from None
-    missing = [c for c in wanted if c not in table.column_names]
-    if missing:
-        raise _missing(path, missing, table.column_names)
-    return table.select(wanted)
 
 
 def _utc_timestamps(column: pa.ChunkedArray, name: str, path: Path) -> pa.ChunkedArray:
