@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as _stats
@@ -102,6 +102,14 @@ class NullCache:
         self._version = version
         self._samples: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers with its reference: the samples drawn so far go along, the lock does not.
+        with self._lock:
+            return {"_version": self._version, "_samples": dict(self._samples)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._version, self._samples, self._lock = state["_version"], state["_samples"], threading.Lock()
 
     def null(self, column: str, n: int, reference_rows: int, draw: Callable[[int, int, np.random.Generator], np.ndarray]) -> np.ndarray:
         """The null sample for a window of n rows: `draw(rows, draws, rng)` scores bootstrap windows."""

@@ -86,6 +86,14 @@ class EvidentlyReference:
         self._built: tuple[DataDefinition, Dataset] | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers (monitor.executors.ray) with its reference; a lock does
+        # not pickle, and the Dataset is rebuilt there on first use, if ever.
+        return {"_typed": self._typed, "_plan": self._plan}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["_typed"], state["_plan"])  # type: ignore[misc]
+
     def get(self) -> tuple[DataDefinition, Dataset]:
         with self._lock:
             if self._built is None:
