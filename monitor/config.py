@@ -563,8 +563,31 @@ class DaemonOptions(Strict):
     seed: int = 0
 
 
+class Lease(Strict):
+    """Leadership among replicas sharing a PostgreSQL state store (monitor.lease). Unset: the ttl is
+    half the shortest check interval (2s..60s), renewed every quarter ttl."""
+
+    ttl: PositiveDuration | None = Field(default=None, description="a dead leader's lease runs out after this")
+    renew_every: PositiveDuration | None = Field(default=None, description="how often the leader renews and standbys look")
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> Lease:
+        if self.ttl is not None and self.renew_every is not None and self.renew_every >= self.ttl:
+            raise ValueError(f"renew_every ({_show(self.renew_every)}) must be shorter than ttl ({_show(self.ttl)})")
+        return self
+
+
+class StateOptions(Strict):
+    """Replicas: several `driftd run` on one PostgreSQL state_url, one leading. SQLite is single-instance."""
+
+    instance: str | None = Field(default=None, min_length=1, max_length=253,
+                                 description="this replica's name; unset: $DRIFTD_INSTANCE, else the host name")
+    lease: Lease = Lease()
+
+
 class Config(Strict):
     state_url: str = "sqlite:///driftd-state.db"
+    state: StateOptions = StateOptions()
     mlflow: MLflowConfig = MLflowConfig()
     server: Server = Server()
     daemon: DaemonOptions = DaemonOptions()
@@ -575,6 +598,9 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if "lease" in self.state.model_fields_set and self.state_url.startswith("sqlite"):
+            raise ValueError("state.lease needs a PostgreSQL state_url: SQLite state is single-instance "
+                             "(a second `driftd run` on the same file is refused)")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -22,6 +22,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ModelConfig
 from monitor.consequences import retrain_status
 from monitor.cycle import Cycle, Turn, failed, live_edge, open_inputs
+from monitor.lease import Fenced, Leadership, SqliteLock, instance_name, lease_timing
 from monitor.logs import log_context
 from monitor.metrics import Metrics
 from monitor.reference import References
@@ -62,48 +63,95 @@ class Daemon:
         self._active_lock = threading.Condition()
         self._scheduler: Scheduler | None = None
         self._server: MetricsServer | None = None
+        self.instance = instance_name(config.state.instance)
+        self.leadership: Leadership | None = None  # PostgreSQL: one replica leads (monitor.lease)
+        self._sqlite_lock: SqliteLock | None = None
+        self._role = threading.Lock()  # elected/deposed arrive on the lease thread, a fenced write on a check's
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, schedule: bool = True) -> None:
-        """Recover, serve the HTTP endpoints and (unless `schedule` is False: the caller then
-        drives `tick` itself, as the demo does on its simulated clock) schedule the checks."""
-        for job in self.store.recover_interrupted_jobs():
-            log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
-            self.metrics.retrain_finished(job.model, "failed", None)
+        """Serve the HTTP endpoints and lead: recover, then (unless `schedule` is False: the caller
+        then drives `tick` itself, as the demo does on its simulated clock) schedule the checks.
+        On PostgreSQL a replica leads only while it holds the lease; until then it stands by."""
         self._server = self._start_server()
-        for model in self.config.models:  # a restart keeps a firing alert firing
-            self._publish_alert_state(model.name)
+        for model in self.config.models:
+            self._intervals[model.name] = _trigger(model)[1]
         if not schedule:
-            for model in self.config.models:
-                self._intervals[model.name] = _trigger(model)[1]
-                self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+            self._recover()
             return
+        if not self.store.shared:
+            if self.store.sqlite_file:
+                self._sqlite_lock = SqliteLock(self.store.sqlite_file, self.store.url).acquire()
+            log.info("state in SQLite: single instance (a second `driftd run` on it is refused); "
+                     "share a PostgreSQL state_url to run standby replicas")
+            self._lead(None)
+            return
+        lease = self.config.state.lease
+        timing = lease_timing(lease.ttl, lease.renew_every, min(self._intervals.values(), default=60.0))
+        self.leadership = Leadership(self.store.engine, self.instance, timing, self.clock, self._lead, self._follow)
+        self.store.fence = self.leadership.fence  # refuses every write unless this replica holds the lease
+        self.metrics.leader(self.instance, False)
+        self.leadership.start()
+
+    def _recover(self) -> None:
+        for job in self.store.recover_interrupted_jobs():
+            log.warning("retrain job %s of %s was interrupted (a restart or a change of leader); marked failed", job.job_id, job.model)
+            self.metrics.retrain_finished(job.model, "failed", None)
+        for model in self.config.models:  # a restart keeps a firing alert firing
+            self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+            self._publish_alert_state(model.name)
+
+    def _lead(self, token: int | None) -> None:
+        """Elected (or alone on SQLite): recover the jobs the last leader left, schedule every model."""
         from monitor.scheduler import Scheduler
         from monitor.threads import pin_blas
 
-        pin_blas()  # BLAS threads spin against the other checks: 0.38 -> 0.17 CPU-s per 5k-row check
-        options = self.config.daemon
-        workers = options.workers or default_workers()
-        scheduler = self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
-                                    jitter=options.jitter, stagger=options.stagger)
-        for position, model in enumerate(self.config.models):
-            trigger, interval = _trigger(model)
-            self._intervals[model.name] = interval
-            self.metrics.register_model(model.name, interval, channels=model.alerts)
-            scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
-        scheduler.start()
+        with self._role:
+            if self._stop.is_set():
+                return
+            self._recover()
+            pin_blas()  # BLAS threads spin against the other checks: 0.38 -> 0.17 CPU-s per 5k-row check
+            options = self.config.daemon
+            workers = options.workers or default_workers()
+            scheduler = self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
+                                                    jitter=options.jitter, stagger=options.stagger)
+            for position, model in enumerate(self.config.models):
+                trigger, interval = _trigger(model)
+                scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
+            scheduler.start()
+            self.metrics.leader(self.instance, True)
         log.info("driftd %s watching %d models with %d workers; metrics on %s:%s", __version__, len(self.config.models),
                  workers, self.config.server.host, self._server.port if self._server else "-")
+
+    def _follow(self, reason: str) -> None:
+        """Deposed (monitor.lease logged why): schedule nothing more, end a running retrain, and stop
+        exporting the models' series (the new leader's are the truth). Checks in flight meet the fence."""
+        from monitor.handoff import RetrainHandoff
+
+        with self._role:
+            self.metrics.leader(self.instance, False)
+            if self._scheduler is not None:
+                self._scheduler.stop()
+                self._scheduler = None
+            self.handoff.shutdown(wait=False)
+            self.handoff = RetrainHandoff(self.config, self.store, self.metrics, clock=self.clock)
+            for model in self.config.models:
+                self.metrics.forget_model(model.name)
 
     def stop(self) -> None:
         """Stop scheduling, let in-flight checks finish (bounded), close everything."""
         self._stop.set()
-        if self._scheduler is not None:
-            self._scheduler.stop()
+        with self._role:
+            if self._scheduler is not None:
+                self._scheduler.stop()
         with self._active_lock:
             self._active_lock.wait_for(lambda: self._active == 0, timeout=STOP_GRACE_SECONDS)
             clean = self._active == 0
+        if self.leadership is not None:  # after the checks: a standby takes over at once, not mid-commit
+            self.leadership.stop()
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
         self.handoff.shutdown(wait=False)
         self.notifier.close(timeout=1.0)
         if self._server is not None:
@@ -144,6 +192,11 @@ class Daemon:
         try:
             with log_context(model=model.name):
                 return self._catch_up(model)
+        except Fenced as exc:  # a paused ex-leader: another replica checks this window
+            log.error("%s", exc)
+            if self.leadership is not None:
+                self.leadership.lost(str(exc))
+            return None
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
             self.metrics.publish_check(failed(model, "internal error; see the daemon log", self.clock.now()))

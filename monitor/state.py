@@ -34,7 +34,7 @@ from monitor.redact import mask, url_secrets
 from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
 from monitor.statuses import JobStatus, RetrainOutcome, values
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _NAME = MODEL_NAME_MAX_LENGTH  # every `model` column holds a configured model name
 
 JOB_STATUSES = values(JobStatus)
@@ -200,6 +200,7 @@ checks = sa.Table(
     sa.Column("result", sa.Text, nullable=False),
     sa.Column("message", sa.Text),
     sa.Column("estimated", sa.Text),  # JSON of the label-free estimate (schema 3)
+    sa.Column("token", sa.BigInteger),  # the leader's fencing token it was committed under (schema 4; monitor.lease)
     sa.Index("ix_checks_model_started", "model", "started_at"),
 )
 
@@ -224,6 +225,18 @@ alerts = sa.Table(
     sa.Column("since", UTCDateTime, nullable=False),
     sa.Column("last_sent_at", UTCDateTime),
     sa.CheckConstraint("state IN ('firing', 'resolved')", name="ck_alerts_state"),
+)
+
+# Which replica leads, until when, under which fencing token (monitor.lease; schema 4).
+leader_lease = sa.Table(
+    "leader_lease",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(253), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("renewed_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 _ACTIVE_SQL = "status IN ('queued', 'running')"
@@ -275,8 +288,16 @@ def _migrate_to_3(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE checks ADD COLUMN estimated TEXT"))
 
 
+def _migrate_to_4(conn: Connection) -> None:
+    # Leadership among replicas: the lease row, and each check's fencing token (NULL before,
+    # and on SQLite, which has one writer).
+    if "token" not in {c["name"] for c in sa.inspect(conn).get_columns("checks")}:
+        conn.execute(sa.text("ALTER TABLE checks ADD COLUMN token BIGINT"))
+    leader_lease.create(conn, checkfirst=True)
+
+
 # Version N's step upgrades a database at version N-1. Append, never edit a released step.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -366,6 +387,9 @@ class StateStore:
         self._lock: AbstractContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
         # Reads need no lock on a file (WAL readers never block), only on :memory:'s one connection.
         self._read_lock: AbstractContextManager[Any] = self._lock if self._in_memory else nullcontext()
+        # Set by a leader (monitor.lease): every write transaction starts with it, and it raises
+        # when another replica has taken the lease since.
+        self.fence: Callable[[Connection], int] | None = None
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -382,11 +406,21 @@ class StateStore:
         """The URL with its password masked, safe to log."""
         return self._url_masked
 
+    @property
+    def shared(self) -> bool:
+        """Several daemons may share it (PostgreSQL); SQLite state is single-instance."""
+        return not self._is_sqlite
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database file, None for PostgreSQL or :memory:."""
+        return None if not self._is_sqlite or self._in_memory else self._engine.url.database
+
     # --- lifecycle ---
 
     def migrate(self) -> None:
         """Create the schema on first start, or upgrade it; a no-op when up to date."""
-        with self._tx() as conn:
+        with self._tx(fenced=False) as conn:
             if not self._is_sqlite:
                 # Two daemons starting together must not both create the tables.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
@@ -448,9 +482,10 @@ class StateStore:
 
         Recording the same check_id again changes nothing, so a retried tick is harmless.
         """
-        with self._tx() as conn:
+        with self._tx(fenced=False) as conn:
+            token = self.fence(conn) if self.fence is not None else None
             # RETURNING, not rowcount: psycopg reports rowcount -1 for INSERT ... ON CONFLICT DO NOTHING.
-            stmt = self._insert(checks).values(self._check_row(result)).on_conflict_do_nothing(index_elements=["check_id"])
+            stmt = self._insert(checks).values({**self._check_row(result), "token": token}).on_conflict_do_nothing(index_elements=["check_id"])
             inserted = conn.execute(stmt.returning(checks.c.check_id)).first() is not None
             if inserted and result.watermark is not None:
                 audit_from = seen.audit_from_ns if seen is not None else pd.Timestamp(result.watermark.timestamp).value
@@ -598,8 +633,9 @@ class StateStore:
     # --- internals ---
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Connection]:
+    def _tx(self, write: bool = True, fenced: bool = True) -> Iterator[Connection]:
         """One transaction; database failures become StateError naming the (masked) database.
+        A leader's write transaction starts with its fence (`fenced=False`: the caller calls it).
 
         On SQLite only a write transaction takes the write lock up front (BEGIN IMMEDIATE);
         a read is a deferred transaction, which in WAL mode neither waits for nor blocks writers."""
@@ -608,6 +644,8 @@ class StateStore:
                 with self._engine.connect() as conn:
                     conn = conn.execution_options(driftd_write=write)
                     with conn.begin():
+                        if write and fenced and self.fence is not None:
+                            self.fence(conn)
                         yield conn
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
                 raise StateError(self._explain(exc, "query failed on")) from None
