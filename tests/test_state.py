@@ -480,15 +480,20 @@ def test_a_version_2_database_gains_the_estimates_column_and_keeps_its_checks(tm
     store = StateStore(url)
     store.migrate()
     store.record_check(check("c1", mark=Watermark(T0, 1)))
-    with store.engine.begin() as conn:  # back to what driftd left behind before estimates
+    with store.engine.begin() as conn:  # back to what driftd left behind before estimates (and leases)
         conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN estimated")
-        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 3")
+        conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN token")
+        conn.exec_driver_sql("DROP TABLE leader_lease")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 3")
     store.close()
     upgraded = StateStore(url)
     upgraded.migrate()
-    assert upgraded.schema_version() == SCHEMA_VERSION == 3
+    assert upgraded.schema_version() == SCHEMA_VERSION == 4
     (old,) = upgraded.recent_checks("churn", 5)
     assert old.check_id == "c1" and old.estimated is None  # an old check was simply not estimated
+    with upgraded.engine.connect() as conn:  # nor committed under a leader's fencing token
+        assert conn.exec_driver_sql("SELECT token FROM checks").scalar() is None
+        assert conn.exec_driver_sql("SELECT count(*) FROM leader_lease").scalar() == 0
     upgraded.close()
 
 
