@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from monitor.clock import SimulatedClock
 from monitor.config import Config, RetrainOptions, load_config
 from monitor.handoff import RetrainHandoff
 from monitor.metrics import Metrics
+from monitor.results import CheckStatus
 from monitor.state import StateStore
 from retrain.pipeline import Trigger
 from tests.support.models import model_config
@@ -232,3 +233,41 @@ def test_a_retrain_killed_at_the_switch_leaves_the_old_champion_serving_and_no_n
     client = mlflow.MlflowClient(world.config.mlflow.tracking_uri)
     assert settle_orphans(client, world.model.mlflow_name) == ["2"]
     assert _registered(world)[1]["2"]["driftd.outcome"] == "failed" and _registered(world)[0]["champion"] == "1"
+
+
+def test_checks_stay_on_schedule_while_a_retrain_hangs_and_a_stop_ends_its_process(tmp_path):
+    """The daemon's scheduler, on a simulated clock, keeps checking a model every interval while a
+    retrain of it hangs in its child process; stopping the daemon kills that child and records why."""
+    from monitor.daemon import Daemon
+    from tests.support.models import make_loans, train_baseline, with_predictions, write_log
+    from tests.support.promstack import wait_for
+
+    frame = make_loans(3000, seed=1, start=NOW - timedelta(days=3), every=timedelta(minutes=1))
+    estimator = train_baseline(frame.iloc[:1000], "logistic")
+    reference = tmp_path / "reference.parquet"
+    with_predictions(estimator, frame.iloc[:1000]).to_parquet(reference, index=False)
+    write_log(tmp_path / "logs", estimator, frame.iloc[1000:])
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", reference=reference, retrain=RetrainOptions(timeout="1h"),
+                         window={"size": "15m", "min_rows": 50})
+    config = Config(state_url=f"sqlite:///{tmp_path / 'state.db'}", server={"port": 0}, models=[model],
+                    mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    clock = SimulatedClock(NOW)
+    daemon = Daemon(config, clock=clock)
+    daemon.handoff.shutdown(wait=True)
+    daemon.handoff = RetrainHandoff(config, daemon.store, daemon.metrics, clock=clock, target=f"{TARGETS}:acts_out")
+    daemon.start()  # (its start-up marks jobs a crash left running as failed: submit after it)
+    try:
+        job = daemon.store.create_retrain_job("loans", "check-0", "hangs")
+        daemon.handoff.submit(job, model, Trigger("check-0", None, NOW, 0.5, "hangs"))
+        wait_for(lambda: daemon.store.active_retrain_job("loans").status == "running", timeout=30)
+        before = len(wait_for(lambda: daemon.store.recent_checks("loans", 10), timeout=60))  # the first check, at start
+        for due in range(1, 4):  # one more per interval of the daemon's clock
+            clock.advance(model.schedule.every * 1.1)  # past the seeded jitter (at most 5% of the interval)
+            wait_for(lambda n=before + due: len(daemon.store.recent_checks("loans", 10)) >= n, timeout=60)
+        checks = daemon.store.recent_checks("loans", 10)
+        assert {c.status for c in checks} <= {CheckStatus.OK, CheckStatus.DRIFT, CheckStatus.INSUFFICIENT_DATA}
+        assert daemon.store.active_retrain_job("loans").status == "running" and not daemon.handoff.idle()
+    finally:
+        daemon.stop()
+    stored = wait_for(lambda: next(j for j in daemon.store.retrain_jobs("loans") if j.status == "failed"), timeout=30)
+    assert stored.reason == "retrain process was stopped: the daemon is shutting down"
