@@ -228,7 +228,8 @@ def test_a_retrain_killed_at_the_switch_leaves_the_old_champion_serving_and_no_n
     aliases, versions = _registered(world)
     assert aliases["champion"] == old_aliases["champion"] == "1"
     assert set(versions) == {"1", "2"}, "the challenger was registered before the kill"
-    assert versions["2"]["driftd.outcome"] == "pending" and "challenger" not in aliases
+    assert aliases == old_aliases == {"champion": "1"}, "no alias moved (not even `previous`) before the switch"
+    assert versions["2"]["driftd.outcome"] == "pending"
     # The next retrain settles the orphan: it is marked failed, never champion.
     client = mlflow.MlflowClient(world.config.mlflow.tracking_uri)
     assert settle_orphans(client, world.model.mlflow_name) == ["2"]
