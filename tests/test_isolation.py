@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.clock import SimulatedClock
-from monitor.config import Config, RetrainOptions, load_config
-from monitor.handoff import RetrainHandoff
-from monitor.metrics import Metrics
-from monitor.results import CheckStatus
-from monitor.state import StateStore
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import Config, RetrainOptions, load_config
+from monitor.core.results import CheckStatus
+from monitor.observe.metrics import Metrics
+from monitor.service.handoff import RetrainHandoff
+from monitor.state.store import StateStore
 from retrain.pipeline import Trigger
 from tests.support.models import model_config
 
@@ -174,7 +174,7 @@ def _registered(world) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
 
 
 def _handoff(world, tmp_path: Path, target: str | None = None):
-    from monitor.isolation import DEFAULT_TARGET
+    from monitor.service.isolation import DEFAULT_TARGET
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
@@ -239,7 +239,7 @@ def test_a_retrain_killed_at_the_switch_leaves_the_old_champion_serving_and_no_n
 def test_checks_stay_on_schedule_while_a_retrain_hangs_and_a_stop_ends_its_process(tmp_path):
     """The daemon's scheduler, on a simulated clock, keeps checking a model every interval while a
     retrain of it hangs in its child process; stopping the daemon kills that child and records why."""
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
     from tests.support.models import make_loans, train_baseline, with_predictions, write_log
     from tests.support.promstack import wait_for
 

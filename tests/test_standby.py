@@ -23,12 +23,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from monitor.clock import SimulatedClock
-from monitor.config import Config, ConfigError, parse_config
-from monitor.daemon import Daemon
-from monitor.lease import Fenced, Leadership, LeaseTiming, lease_timing
-from monitor.results import CheckResult, CheckStatus, Watermark
-from monitor.state import StateError, StateStore
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import Config, ConfigError, parse_config
+from monitor.core.results import CheckResult, CheckStatus, Watermark
+from monitor.service.daemon import Daemon
+from monitor.state.lease import Fenced, Leadership, LeaseTiming, lease_timing
+from monitor.state.store import StateError, StateStore
 from tests.support.daemon import PG_URL, DriftdProcess, PredictionTable, metric_value, reference_file
 from tests.support.data import CATEGORICAL, NUMERICAL
 from tests.support.promstack import free_port, wait_for
