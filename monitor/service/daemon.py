@@ -64,7 +64,7 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._server: MetricsServer | None = None
         self.instance = instance_name(config.state.instance)
-        self.leadership: Leadership | None = None  # PostgreSQL: one replica leads (monitor.lease)
+        self.leadership: Leadership | None = None  # PostgreSQL: one replica leads (monitor.state.lease)
         self._sqlite_lock: SqliteLock | None = None
         self._role = threading.Lock()  # elected/deposed arrive on the lease thread, a fenced write on a check's
 
@@ -125,7 +125,7 @@ class Daemon:
                  workers, self.config.server.host, self._server.port if self._server else "-")
 
     def _follow(self, reason: str) -> None:
-        """Deposed (monitor.lease logged why): schedule nothing more, end a running retrain, and stop
+        """Deposed (monitor.state.lease logged why): schedule nothing more, end a running retrain, and stop
         exporting the models' series (the new leader's are the truth). Checks in flight meet the fence."""
         from monitor.service.handoff import RetrainHandoff
 
