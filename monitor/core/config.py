@@ -564,7 +564,7 @@ class DaemonOptions(Strict):
 
 
 class Lease(Strict):
-    """Leadership among replicas sharing a PostgreSQL state store (monitor.lease). Unset: the ttl is
+    """Leadership among replicas sharing a PostgreSQL state store (monitor.state.lease). Unset: the ttl is
     half the shortest check interval (2s..60s), renewed every quarter ttl."""
 
     ttl: PositiveDuration | None = Field(default=None, description="a dead leader's lease runs out after this")

@@ -220,7 +220,7 @@ class Metrics:
             )
 
     def leader(self, instance: str, leading: bool) -> None:
-        """This replica's role (monitor.lease); one series per process."""
+        """This replica's role (monitor.state.lease); one series per process."""
         self._leader.labels(instance).set(int(leading))
 
     def render(self) -> bytes:

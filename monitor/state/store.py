@@ -200,7 +200,7 @@ checks = sa.Table(
     sa.Column("result", sa.Text, nullable=False),
     sa.Column("message", sa.Text),
     sa.Column("estimated", sa.Text),  # JSON of the label-free estimate (schema 3)
-    sa.Column("token", sa.BigInteger),  # the leader's fencing token it was committed under (schema 4; monitor.lease)
+    sa.Column("token", sa.BigInteger),  # the leader's fencing token it was committed under (schema 4; monitor.state.lease)
     sa.Index("ix_checks_model_started", "model", "started_at"),
 )
 
@@ -227,7 +227,7 @@ alerts = sa.Table(
     sa.CheckConstraint("state IN ('firing', 'resolved')", name="ck_alerts_state"),
 )
 
-# Which replica leads, until when, under which fencing token (monitor.lease; schema 4).
+# Which replica leads, until when, under which fencing token (monitor.state.lease; schema 4).
 leader_lease = sa.Table(
     "leader_lease",
     metadata,
@@ -387,7 +387,7 @@ class StateStore:
         self._lock: AbstractContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
         # Reads need no lock on a file (WAL readers never block), only on :memory:'s one connection.
         self._read_lock: AbstractContextManager[Any] = self._lock if self._in_memory else nullcontext()
-        # Set by a leader (monitor.lease): every write transaction starts with it, and it raises
+        # Set by a leader (monitor.state.lease): every write transaction starts with it, and it raises
         # when another replica has taken the lease since.
         self.fence: Callable[[Connection], int] | None = None
         try:
