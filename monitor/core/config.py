@@ -176,7 +176,7 @@ class Lease(Strict):
     @model_validator(mode="after")
     def _renew_within_ttl(self) -> Lease:
         if self.ttl is not None and self.renew_every is not None and self.renew_every >= self.ttl:
-            raise ValueError(f"renew_every ({_show(self.renew_every)}) must be shorter than ttl ({_show(self.ttl)})")
+            raise ValueError(f"renew_every ({self.renew_every.total_seconds():g}s) must be shorter than ttl ({self.ttl.total_seconds():g}s)")
         return self
 
 
