@@ -26,10 +26,11 @@ import yaml
 from monitor.core.clock import SimulatedClock
 from monitor.core.config import Config, ConfigError, parse_config
 from monitor.core.results import CheckResult, CheckStatus, Watermark
+from monitor.demo.synthetic import PredictionTable
 from monitor.service.daemon import Daemon
 from monitor.state.lease import Fenced, Leadership, LeaseTiming, lease_timing
 from monitor.state.store import StateError, StateStore
-from tests.support.daemon import PG_URL, DriftdProcess, PredictionTable, metric_value, reference_file
+from tests.support.daemon import PG_URL, DriftdProcess, metric_value, reference_file
 from tests.support.data import CATEGORICAL, NUMERICAL
 from tests.support.promstack import free_port, wait_for
 
@@ -213,7 +214,7 @@ class _Feed:
 
 @pytest.mark.integration
 def test_a_standby_takes_over_from_a_killed_leader_and_a_paused_one_cannot_commit(pg_state, tmp_path):
-    table = PredictionTable()
+    table = PredictionTable(PG_URL)
     state = sa.create_engine(pg_state)
     table.append(200)
     feed = _Feed(table).start()
