@@ -77,8 +77,9 @@ class Daemon:
         self._server = self._start_server()
         for model in self.config.models:
             self._intervals[model.name] = _trigger(model)[1]
-        if not schedule:
+        if not schedule:  # the caller drives this process's checks: it is the one writer
             self._recover()
+            self.metrics.leader(self.instance, True)
             return
         if not self.store.shared:
             if self.store.sqlite_file:
