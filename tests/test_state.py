@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, Quality, Watermark
-from monitor.state.store import SCHEMA_VERSION, StateError, StateStore
+from monitor.state.schema import SCHEMA_VERSION
+from monitor.state.store import StateError, StateStore
 
 PG_ADMIN_URL = os.environ.get("DRIFTD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.core.clock import Clock
-from monitor.state.store import StateError, leader_lease
+from monitor.state.schema import leader_lease
+from monitor.state.store import StateError
 
 log = logging.getLogger("driftd.lease")
 
