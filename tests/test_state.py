@@ -438,9 +438,9 @@ def test_reads_do_not_take_the_sqlite_write_lock(tmp_path) -> None:
 def test_a_held_sqlite_lock_names_the_lock_not_the_directory(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    import monitor.state.store
+    import monitor.state.engine
 
-    monkeypatch.setattr(monitor.state.store, "_SQLITE_BUSY_TIMEOUT_S", 1)
+    monkeypatch.setattr(monitor.state.engine, "_SQLITE_BUSY_TIMEOUT_S", 1)
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)

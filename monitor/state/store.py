@@ -22,29 +22,23 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.records import NO_AUDIT, Audit, CheckRecord, RetrainJob, Seen, decode
 from monitor.core.redact import mask, url_secrets
 from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQuality, Quality, VersionQuality, Watermark
 from monitor.core.statuses import JobStatus, RetrainOutcome, values
+from monitor.state.engine import StateError as StateError  # raised by every store method; importers take it from here
+from monitor.state.engine import create_engine, explain
 from monitor.state.schema import MIGRATIONS, SCHEMA_VERSION, alerts, checks, decisions, retrain_jobs, seen_keys, versions, watermarks
 
 JOB_STATUSES = values(JobStatus)
 ACTIVE_JOB_STATUSES = tuple(s.value for s in JobStatus if s.active)
 JOB_OUTCOMES = values(RetrainOutcome)
 
-# SQLite waits this long for another writer (e.g. `driftd check` beside the daemon).
-_SQLITE_BUSY_TIMEOUT_S = 30
-_PG_CONNECT_TIMEOUT_S = 10
 _MIGRATE_LOCK_KEY = 0x647269667464  # "driftd"
-
-
-class StateError(Exception):
-    """The state database cannot be used; the message says which one (password masked) and what to do."""
 
 
 # --- rows crossing the boundary ----------------------------------------------------------
@@ -152,7 +146,7 @@ class StateStore:
         self._secrets = url_secrets(url)
         self._url_masked = mask(url, self._secrets)
         self._clock = clock or SystemClock()
-        self._engine = self._create_engine(url)
+        self._engine = create_engine(url, self._url_masked)
         self._is_sqlite = self._engine.dialect.name == "sqlite"
         self._in_memory = self._is_sqlite and self._engine.url.database in (None, "", ":memory:")
         # SQLite has one writer at a time anyway; serialising in-process turns lock waits
@@ -168,7 +162,7 @@ class StateStore:
                 conn.exec_driver_sql("SELECT 1")
         except SQLAlchemyError as exc:
             self._engine.dispose()
-            raise StateError(self._explain(exc, "cannot connect to")) from None
+            raise StateError(explain(exc, "cannot connect to", self._url_masked, self._secrets)) from None
 
     @property
     def engine(self) -> Engine:
@@ -421,7 +415,7 @@ class StateStore:
                             self.fence(conn)
                         yield conn
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
-                raise StateError(self._explain(exc, "query failed on")) from None
+                raise StateError(explain(exc, "query failed on", self._url_masked, self._secrets)) from None
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -456,66 +450,3 @@ class StateStore:
             "message": mask(result.message) if result.message else None,
             "estimated": _estimated_json(result.estimated),
         }
-
-    def _create_engine(self, url: str) -> Engine:
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise StateError(
-                f"state_url {self._url_masked} is not a database URL: write sqlite:///path/to/state.db "
-                "or postgresql+psycopg://user@host:5432/dbname"
-            ) from None
-        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-            raise StateError(f"state_url {self._url_masked}: driftd keeps its state in SQLite or PostgreSQL only")
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver driftd ships
-        try:
-            if parsed.get_backend_name() == "sqlite":
-                return self._sqlite_engine(parsed)
-            return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S})
-        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StateError(f"state_url {self._url_masked}: {exc} (for PostgreSQL use postgresql+psycopg://)") from None
-
-    @staticmethod
-    def _sqlite_engine(url: sa.URL) -> Engine:
-        in_memory = url.database in (None, "", ":memory:")
-        engine = sa.create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
-            poolclass=StaticPool if in_memory else None,
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the sqlite3 module, emit BEGIN (see _on_begin).
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # A write takes the lock up front (IMMEDIATE): a deferred transaction that reads and
-            # then writes fails with "database is locked" instead of waiting when another
-            # process (`driftd check` beside the daemon) wrote in between. Reads stay deferred.
-            write = conn.get_execution_options().get("driftd_write", True)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
-
-    def _explain(self, exc: SQLAlchemyError, what: str) -> str:
-        detail = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self._secrets)
-        if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
-            hint = "the schema is missing: start the daemon once (it runs StateStore.migrate()) before other commands"
-        elif self._url_masked.startswith("sqlite") and ("locked" in detail or "busy" in detail):
-            hint = (f"another process held the SQLite write lock for more than {_SQLITE_BUSY_TIMEOUT_S} s — a long "
-                    "`driftd` command beside the daemon, or a stuck process; retry, and use PostgreSQL for "
-                    "state shared by several processes")
-        elif self._url_masked.startswith("sqlite"):
-            hint = "check that the directory exists and is writable"
-        else:
-            hint = "check that PostgreSQL is running, the host/port/database are right and the user may connect"
-        return f"{what} state database {self._url_masked}: {detail} ({hint})"
