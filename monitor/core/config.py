@@ -201,7 +201,8 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        if "lease" in self.state.model_fields_set and self.state_url.startswith("sqlite"):
+        lease = self.state.lease
+        if (lease.ttl is not None or lease.renew_every is not None) and self.state_url.startswith("sqlite"):
             raise ValueError("state.lease needs a PostgreSQL state_url: SQLite state is single-instance "
                              "(a second `driftd run` on the same file is refused)")
         names = [m.name for m in self.models]
