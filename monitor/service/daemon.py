@@ -52,7 +52,9 @@ class Daemon:
         self.store.migrate()
         self.references = References(config, clock=self.clock)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
-        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
+        # One place builds it: a deposed leader (`_follow`) replaces it with a fresh one.
+        self._new_handoff = lambda: RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
+        self.handoff = self._new_handoff()
         self._inputs: dict[str, Inputs] = {}
         self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock)
         self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
@@ -128,15 +130,13 @@ class Daemon:
     def _follow(self, reason: str) -> None:
         """Deposed (monitor.state.lease logged why): schedule nothing more, end a running retrain, and stop
         exporting the models' series (the new leader's are the truth). Checks in flight meet the fence."""
-        from monitor.service.handoff import RetrainHandoff
-
         with self._role:
             self.metrics.leader(self.instance, False)
             if self._scheduler is not None:
                 self._scheduler.stop()
                 self._scheduler = None
             self.handoff.shutdown(wait=False)
-            self.handoff = RetrainHandoff(self.config, self.store, self.metrics, clock=self.clock)
+            self.handoff = self._new_handoff()
             for model in self.config.models:
                 self.metrics.forget_model(model.name)
 
