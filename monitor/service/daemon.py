@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -356,12 +355,9 @@ class Daemon:
         return MetricsServer.from_config(self.metrics, self.config.server, self.readiness).start()
 
     def readiness(self) -> list[str]:
-        problems = []
-        if not self.store.ping():
-            problems.append("state store unreachable")
-        if not _mlflow_reachable(self.config):
-            problems.append("MLflow tracking server unreachable")
-        return problems
+        from monitor.service.readiness import problems
+
+        return problems(self.config, self.store)
 
 
 def _trigger(model: ModelConfig):
@@ -390,26 +386,3 @@ def default_workers() -> int:
     from retrain.train import available_cores
 
     return max(2, 2 * available_cores())
-
-
-_mlflow_probe: dict[str, tuple[float, bool]] = {}
-
-
-def _mlflow_reachable(config: Config) -> bool:
-    """Cached for a few seconds: /readyz is polled often and MLflow calls are not free."""
-    uri = config.mlflow.tracking_uri
-    checked_at, ok = _mlflow_probe.get(uri, (0.0, False))
-    if time.monotonic() - checked_at < 10:
-        return ok
-    if uri.startswith("sqlite:"):
-        # The embedded store is a local file MLflow creates on first use: its folder must exist.
-        ok = os.path.isdir(os.path.dirname(uri.removeprefix("sqlite:///")) or ".")
-    else:
-        import httpx
-
-        try:
-            ok = httpx.get(uri.rstrip("/") + "/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-    _mlflow_probe[uri] = (time.monotonic(), ok)
-    return ok
