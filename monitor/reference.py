@@ -7,6 +7,7 @@ for a model with no champion registered yet.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import defaultdict
@@ -106,7 +107,8 @@ class References:
                 frame = validate_reference(load(), model)
                 if champion is not None:
                     frame = self._topped_up(model, frame, champion, cached)
-                prepared = prepare_reference(frame, model, version)
+                prepared = prepare_reference(frame, model, version, nulls_dir=self._nulls_dir(model),
+                                             reload=lambda: validate_reference(load(), model))
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
             signals = self._signals(model, champion, frame)
@@ -115,6 +117,16 @@ class References:
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+    def _nulls_dir(self, model: ModelConfig) -> Path | None:
+        """Where the model's calibrated null samples persist: beside driftd's state (monitor.paths)."""
+        from monitor.paths import state_dir
+
+        try:
+            return state_dir(self._config) / "nulls" / hashlib.sha256(model.name.encode()).hexdigest()[:16]
+        except Exception as exc:  # noqa: BLE001 - an unusable state URL is reported by the state store; keep them in memory
+            log.debug("null samples of %s are not persisted: %s", model.name, exc)
+            return None
 
     def _topped_up(self, model: ModelConfig, frame: pd.DataFrame, champion: Champion, cached: Loaded | None) -> pd.DataFrame:
         """A retrain's reference holds only its own fit rows; when they are fewer than drift tests
@@ -127,8 +139,12 @@ class References:
         needed = min_reference_rows(model)
         if len(frame) >= needed:
             return frame
-        previous = cached.prepared.frame if cached is not None and cached.prepared.version != champion.version else None
-        source = f"version {cached.prepared.version}" if previous is not None and cached is not None else None
+        previous, source = None, None
+        if cached is not None and cached.prepared.version != champion.version and cached.prepared.reload is not None:
+            try:  # the prepared reference keeps no rows: read the previous champion's again
+                previous, source = cached.prepared.reload(), f"version {cached.prepared.version}"
+            except Exception as exc:  # noqa: BLE001 - the registry is the next place to look
+                log.warning("cannot re-read reference %s to top up %s: %s", cached.prepared.version, model.name, exc)
         if previous is None and champion.promoted_over:
             try:
                 previous = validate_reference(self._from_registry(model, _Version(champion.promoted_over)), model)
