@@ -42,7 +42,7 @@ import math
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -82,22 +82,53 @@ class MultivariateDrift:
         return self.p_value < alpha and self.auroc >= min_auroc
 
 
+_MISSING_LEVEL = 255  # a categorical value outside the kept levels, or missing (MAX_LEVELS < 255)
+
+
 @dataclass(frozen=True)
 class DomainReference:
-    """The reference encoded once per champion version: numerical columns as float (NaN kept),
-    categorical columns as codes of their most frequent levels (others NaN)."""
+    """The reference encoded once per champion version, compactly: a daemon holds one per model.
+
+    A numerical value is held as its position in a table of the column's values in ascending
+    order (uint16, or uint32 past 65,534 values), decoded back exactly: the table is the drift
+    tests' own sorted column when the caller passes it (monitor.reference), so no value is held
+    twice. A categorical value is the code of one of its column's most frequent levels (uint8).
+    Missing values (and inf) take the largest code. Rows become floats only when a test draws
+    them: 20,000 rows x 20 features hold 0.7 MB instead of 3.2 MB as a float64 matrix."""
 
     numerical: tuple[str, ...]
     categorical: tuple[str, ...]
     levels: tuple[tuple[str, ...], ...]
-    matrix: np.ndarray  # (rows, numerical + categorical)
+    tables: tuple[np.ndarray, ...]  # per numerical column: values, ascending (float64)
+    positions: np.ndarray  # (rows, numerical): index into the column's table; dtype max = missing
+    codes: np.ndarray  # (rows, categorical) uint8: level code; _MISSING_LEVEL = other or missing
 
     @property
     def features(self) -> tuple[str, ...]:
         return self.numerical + self.categorical
 
+    @property
+    def rows(self) -> int:
+        return len(self.positions)
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         return _encode(frame, self.numerical, self.categorical, self.levels)
+
+    def decode(self, rows: np.ndarray | slice) -> np.ndarray:
+        """The reference rows as `encode` gives a frame's: numerical values, level codes, NaN for missing."""
+        positions, codes = self.positions[rows], self.codes[rows]
+        out = np.empty((len(positions), len(self.numerical) + len(self.categorical)))
+        absent = np.iinfo(self.positions.dtype).max
+        for j, table in enumerate(self.tables):
+            at = positions[:, j]
+            out[:, j] = np.where(at == absent, np.nan, table[np.minimum(at, len(table) - 1)] if len(table) else np.nan)
+        for j in range(len(self.categorical)):
+            at = codes[:, j]
+            out[:, len(self.numerical) + j] = np.where(at == _MISSING_LEVEL, np.nan, at)
+        return out
+
+    def subset(self, rows: np.ndarray) -> DomainReference:
+        return DomainReference(self.numerical, self.categorical, self.levels, self.tables, self.positions[rows], self.codes[rows])
 
 
 def prepare_domain_reference(
@@ -107,8 +138,12 @@ def prepare_domain_reference(
     *,
     max_rows: int = 50_000,
     seed: int = 0,
+    tables: Mapping[str, np.ndarray] | None = None,
 ) -> DomainReference:
-    """Encode (a seeded sample of at most `max_rows` rows of) the reference for every later test."""
+    """Encode (a seeded sample of at most `max_rows` rows of) the reference for every later test.
+
+    `tables`: per numerical column, the sorted finite values of the whole reference (the drift
+    tests' own, shared rather than copied); a column without one gets its own."""
     missing = [c for c in [*numerical, *categorical] if c not in reference.columns]
     if missing:
         raise MultivariateError(f"the reference lacks feature columns {missing}; register a reference holding every configured feature")
@@ -121,7 +156,35 @@ def prepare_domain_reference(
         raise MultivariateError(f"the reference has {len(reference)} rows; the multivariate test needs at least {MIN_ROWS}")
     levels = tuple(_levels(reference[c]) for c in categorical)
     matrix = _encode(reference, tuple(numerical), tuple(categorical), levels)
-    return DomainReference(tuple(numerical), tuple(categorical), levels, matrix)
+    given = dict(tables or {})
+    columns = [_table(matrix[:, j], given.get(c)) for j, c in enumerate(numerical)]
+    dtype = np.uint16 if max((len(t) for t, _ in columns), default=0) < np.iinfo(np.uint16).max else np.uint32
+    positions = np.empty((len(matrix), len(numerical)), dtype=dtype)
+    for j, (_, at) in enumerate(columns):
+        positions[:, j] = np.where(at < 0, np.iinfo(dtype).max, at)
+    cat = matrix[:, len(numerical) :]
+    codes = np.where(np.isnan(cat), _MISSING_LEVEL, np.nan_to_num(cat)).astype(np.uint8)
+    return DomainReference(tuple(numerical), tuple(categorical), levels, tuple(t for t, _ in columns), positions, codes)
+
+
+def _table(values: np.ndarray, table: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A column's value table and each value's position in it (-1: missing). The given table is
+    used when it holds every value (then it is shared, not copied), else the column's own."""
+    finite = ~np.isnan(values)
+    present = values[finite]
+    if table is None or not _holds(table, present):
+        table = np.unique(present)
+    positions = np.full(len(values), -1, dtype=np.int64)
+    positions[finite] = np.searchsorted(table, present)
+    return table, positions
+
+
+def _holds(table: np.ndarray, values: np.ndarray) -> bool:
+    if not len(values):
+        return True
+    if not len(table):
+        return False
+    return bool(np.array_equal(table[np.minimum(np.searchsorted(table, values), len(table) - 1)], values))
 
 
 def domain_classifier_test(
@@ -157,17 +220,17 @@ def domain_classifier_test(
     if missing:
         raise MultivariateError(f"the window lacks feature columns {missing}; the source must return every feature")
     rng = np.random.default_rng(seed)
-    cap = int(len(reference.matrix) * reference_share)
+    cap = int(reference.rows * reference_share)
     current = reference.encode(_cap(window, cap if max_rows is None else min(max_rows, cap), rng))
     n = len(current)
     if n < MIN_ROWS:
         if cap < MIN_ROWS:
-            raise MultivariateError(f"the reference has {len(reference.matrix)} rows; "
+            raise MultivariateError(f"the reference has {reference.rows} rows; "
                                     f"the multivariate test needs at least {math.ceil(MIN_ROWS / reference_share)} "
                                     f"(at most {reference_share:.0%} of it is tested)")
         raise MultivariateError(f"the window has {n} rows; the multivariate test needs at least {MIN_ROWS}")
-    m = min(len(reference.matrix), n)
-    baseline = reference.matrix[rng.choice(len(reference.matrix), m, replace=False)]
+    m = min(reference.rows, n)
+    baseline = reference.decode(rng.choice(reference.rows, m, replace=False))
     x = np.vstack([baseline, current])
     y = np.r_[np.zeros(m), np.ones(n)]
     train, test = _split(y, test_share, rng)
@@ -380,11 +443,11 @@ def reference_vs_reference(reference: DomainReference, rows: int, seed: int, **o
     """The test with both sides drawn from the reference (disjoint rows): a null replay, for
     checking the false-alarm rate on a model's own data."""
     rng = np.random.default_rng(seed)
-    if 2 * rows > len(reference.matrix):
-        raise MultivariateError(f"a reference of {len(reference.matrix)} rows cannot give two disjoint samples of {rows}")
-    order = rng.permutation(len(reference.matrix))
-    half = DomainReference(reference.numerical, reference.categorical, reference.levels, reference.matrix[order[rows:]])
-    window = _decode(reference, reference.matrix[order[:rows]])
+    if 2 * rows > reference.rows:
+        raise MultivariateError(f"a reference of {reference.rows} rows cannot give two disjoint samples of {rows}")
+    order = rng.permutation(reference.rows)
+    half = reference.subset(order[rows:])
+    window = _decode(reference, reference.decode(order[:rows]))
     return domain_classifier_test(half, window, seed=seed, **options)
 
 

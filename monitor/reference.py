@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from monitor.clock import Clock, SystemClock
@@ -111,7 +112,8 @@ class References:
                                              reload=lambda: validate_reference(load(), model))
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
-            signals = self._signals(model, champion, frame)
+            tables = {c: t.numerical.sorted for c, t in prepared.tests.items() if t.numerical is not None}
+            signals = self._signals(model, champion, frame, tables)
             replaced = cached.champion.version if cached is not None and cached.champion is not None else None
             loaded = Loaded(prepared, champion, self._clock.now() if replaced else None, replaced, signals)
             self._cache[model.name] = loaded
@@ -158,7 +160,8 @@ class References:
                     "previous champion's reference (%s)", model.name, champion.version, len(frame), needed, len(extra), source)
         return pd.concat([frame, extra[[c for c in frame.columns if c in extra.columns]]], ignore_index=True)
 
-    def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame) -> Signals:
+    def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame,
+                 tables: dict[str, np.ndarray] | None = None) -> Signals:
         """The champion's estimator (its artifact, else refitted) and multivariate reference."""
         from monitor.estimates import prepare_signals
 
@@ -176,7 +179,7 @@ class References:
                         raise
                     log.warning("cannot read the estimator artifact of %s version %s: %s", model.mlflow_name, champion.version, exc)
                     return None
-        return prepare_signals(model, frame, stored)
+        return prepare_signals(model, frame, stored, tables)
 
     def attribution(self, model: ModelConfig, loaded: Loaded) -> Attribution | None:
         """Whose rows quality judges: the champion's, from its promotion on (monitor.attribution)."""
