@@ -123,6 +123,7 @@ class NullCache:
         self._fingerprints = dict(fingerprints or {})
         self._path = directory / f"{hashlib.sha256(version.encode()).hexdigest()[:24]}.npz" if directory is not None else None
         self._loaded = self._path is None
+        self._dirty = False
 
     def null(self, column: str, n: int, reference_rows: int, draw: Callable[[int, int, np.random.Generator], np.ndarray]) -> np.ndarray:
         """The null sample for a window of n rows: `draw(rows, draws, rng)` scores bootstrap windows."""
@@ -138,9 +139,16 @@ class NullCache:
             with self._lock:
                 if key not in self._samples:
                     self._samples[key] = sample
-                    self._save()
+                    self._dirty = True
                 sample = self._samples[key]
         return sample * scale(n, drawn, reference_rows)
+
+    def flush(self) -> None:
+        """Persist samples drawn since the last flush (a check calls it once, after all its columns)."""
+        with self._lock:
+            if self._dirty:
+                self._save()
+                self._dirty = False
 
     def _stored_key(self, column: str, drawn: int) -> str:
         return json.dumps([column, drawn, self._fingerprints.get(column, ""), DRAWS, MAX_DRAW_ROWS, _FORMAT])

@@ -237,6 +237,7 @@ def check_drift(reference: PreparedReference, window: pd.DataFrame, model: Model
     started = time.perf_counter()
     current = _typed(window, plan, "window")
     columns = [_column_tests(p, reference, current[p.column], model) for p in plan]
+    reference.nulls.flush()  # the null samples this check drew, persisted in one write
     log.debug("drift of %s: %.2fs (%d rows)", model.name, time.perf_counter() - started, len(window))
 
     count = len(model.columns.features)

@@ -170,21 +170,16 @@ def prepare_domain_reference(
 def _table(values: np.ndarray, table: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """A column's value table and each value's position in it (-1: missing). The given table is
     used when it holds every value (then it is shared, not copied), else the column's own."""
-    finite = ~np.isnan(values)
-    present = values[finite]
-    if table is None or not _holds(table, present):
+    finite = np.flatnonzero(~np.isnan(values))
+    order = finite[np.argsort(values[finite], kind="stable")]
+    present = values[order]  # ascending: numpy's binary search then starts each key where the last ended
+    at = np.searchsorted(table, present) if table is not None and len(table) else None
+    if table is None or at is None or (len(present) and not np.array_equal(table[np.minimum(at, len(table) - 1)], present)):
         table = np.unique(present)
+        at = np.searchsorted(table, present)
     positions = np.full(len(values), -1, dtype=np.int64)
-    positions[finite] = np.searchsorted(table, present)
+    positions[order] = at
     return table, positions
-
-
-def _holds(table: np.ndarray, values: np.ndarray) -> bool:
-    if not len(values):
-        return True
-    if not len(table):
-        return False
-    return bool(np.array_equal(table[np.minimum(np.searchsorted(table, values), len(table) - 1)], values))
 
 
 def domain_classifier_test(

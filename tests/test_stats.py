@@ -259,16 +259,22 @@ def test_null_samples_persist_per_version_and_are_redrawn_for_other_values(tmp_p
         draws.append(n)
         return stats.bootstrap_wasserstein(nref, n, b, g)
 
-    first = NullCache("7", tmp_path, {"x": "values-a"}).null("x", 3000, nref.rows, draw)
-    again = NullCache("7", tmp_path, {"x": "values-a"}).null("x", 3000, nref.rows, draw)  # a restart: read back
+    def once(version: str, fingerprint: str, directory: Path = tmp_path) -> np.ndarray:
+        cache = NullCache(version, directory, {"x": fingerprint})
+        sample = cache.null("x", 3000, nref.rows, draw)
+        cache.flush()  # as check_drift does after its columns
+        return sample
+
+    first = once("7", "values-a")
+    again = once("7", "values-a")  # a restart: read back
 
     assert draws == [512] and np.array_equal(first, again)
-    NullCache("7", tmp_path, {"x": "values-b"}).null("x", 3000, nref.rows, draw)  # same version, other values
-    NullCache("8", tmp_path, {"x": "values-a"}).null("x", 3000, nref.rows, draw)  # another version
+    once("7", "values-b")  # same version, other values
+    once("8", "values-a")  # another version
     assert draws == [512, 512, 512]
     alone = tmp_path / "alone"
-    NullCache("9", alone, {"x": "values-a"}).null("x", 3000, nref.rows, draw)
+    once("9", "values-a", alone)
     [stored] = alone.iterdir()
     stored.write_bytes(b"damaged")
-    NullCache("9", alone, {"x": "values-a"}).null("x", 3000, nref.rows, draw)  # unreadable: drawn again, no error
+    once("9", "values-a", alone)  # unreadable: drawn again, no error
     assert len(draws) == 5
