@@ -46,8 +46,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import load_config  # noqa: E402
-from monitor.logs import setup_logging  # noqa: E402
+from monitor.core.config import load_config  # noqa: E402
+from monitor.core.logs import setup_logging  # noqa: E402
 
 NUMERICAL = [f"n{i}" for i in range(12)]
 CATEGORICAL = [f"c{i}" for i in range(8)]
@@ -116,11 +116,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     try:
-        from monitor.daemon import default_workers
-    except ImportError:  # the daemon before monitor.scheduler (one thread per model), for comparison
+        from monitor.service.daemon import default_workers
+    except ImportError:  # the daemon before monitor.service.scheduler (one thread per model), for comparison
         default_workers = lambda: args.models  # noqa: E731
 
     with tempfile.TemporaryDirectory(prefix="driftd-capacity-") as tmp:
@@ -195,7 +195,7 @@ def profile_one(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
 
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     with tempfile.TemporaryDirectory(prefix="driftd-capacity-") as tmp:
         directory = Path(tmp)
@@ -223,10 +223,10 @@ def profile_one(args: argparse.Namespace) -> None:
     stats = pstats.Stats(profiler)
     print(f"\n{len(windows)} steady-state checks of 5k-row windows ({[c.rows for c in windows]} rows), 20 features: "
           f"{took:.3f} s wall, {took / max(len(windows), 1):.3f} s per check")
-    groups = {"drift statistics (monitor.drift)": "monitor/drift.py", "validation (monitor.validate)": "monitor/validate.py",
-              "reading (monitor.sources)": "monitor/sources/", "quality (monitor.quality)": "monitor/quality.py",
-              "state commit (monitor.state)": "monitor/state.py", "late rows (monitor.late)": "monitor/late.py",
-              "sampling (monitor.sample)": "monitor/sample.py", "metrics (monitor.metrics)": "monitor/metrics.py"}
+    groups = {"drift statistics (monitor.check.drift)": "monitor/check/drift.py", "validation (monitor.check.validate)": "monitor/check/validate.py",
+              "reading (monitor.sources)": "monitor/sources/", "quality (monitor.check.quality)": "monitor/check/quality.py",
+              "state commit (monitor.state.store)": "monitor/state/store.py", "late rows (monitor.check.late)": "monitor/check/late.py",
+              "sampling (monitor.check.sample)": "monitor/check/sample.py", "metrics (monitor.observe.metrics)": "monitor/observe/metrics.py"}
     print(f"{'stage (per check; cumulative time of its entry points)':48} {'s':>7} {'share':>6}")
     for label, path in groups.items():
         # the outermost functions of each module: cumulative time of calls coming from outside it

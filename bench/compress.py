@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitor.config import Columns, FilesSource, ModelConfig, RetrainOptions  # noqa: E402
+from monitor.core.config import Columns, FilesSource, ModelConfig, RetrainOptions  # noqa: E402
 from retrain.compress import compress, onnx_predict  # noqa: E402
 from retrain.evaluate import Served, gate_compression  # noqa: E402
 

@@ -21,10 +21,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import load_config  # noqa: E402
-from monitor.daemon import Daemon  # noqa: E402
+from monitor.core.config import load_config  # noqa: E402
+from monitor.core.logs import setup_logging  # noqa: E402
 from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, predictions  # noqa: E402
-from monitor.logs import setup_logging  # noqa: E402
+from monitor.service.daemon import Daemon  # noqa: E402
 
 
 def rss_mib() -> float:

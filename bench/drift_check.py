@@ -56,9 +56,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import ModelConfig, parse_config  # noqa: E402
-from monitor.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
-from monitor.sample import sample_rows  # noqa: E402
+from monitor.check.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
+from monitor.check.sample import sample_rows  # noqa: E402
+from monitor.core.config import ModelConfig, parse_config  # noqa: E402
 
 NUMERICAL = [f"num_{i}" for i in range(10)]
 CATEGORICAL = [f"cat_{i}" for i in range(10)]

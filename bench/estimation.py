@@ -11,7 +11,7 @@ Sections (all seeded; --seeds sets how many independent worlds each summary aver
   concept     concept shift (P(y|x) changes): the estimates are wrong; the estimated − realized
               gap that driftd reports once labels arrive.
   flip        every marginal unchanged, one correlation flips: the multivariate test (2-of-3
-              windows policy) against driftd's per-column check_drift (monitor/drift.py as on
+              windows policy) against driftd's per-column check_drift (monitor/check/drift.py as on
               main) and a per-column KS test with Bonferroni correction (a stand-in for issue 9's
               calibrated tests: any valid per-column test has power = its level here).
   null        false-alarm rate of the multivariate test on undrifted windows of a 20-feature
@@ -19,7 +19,7 @@ Sections (all seeded; --seeds sets how many independent worlds each summary aver
               3-level and 50-level categoricals, 5% missing) at n = 500, 2,000, 10,000.
   wired       the shipped defaults end to end: driftd's own check (run_check on a files source,
               the reference prepared as the daemon prepares it) on the correlation flip and on a
-              binary model with delayed labels, then the policy (monitor.policy.decide) over the
+              binary model with delayed labels, then the policy (monitor.check.policy.decide) over the
               recorded windows: when it alerts, on what, and the estimate it acted on.
   pool        (not run by default: ~10 min) the false-alarm rate conditional on one fixed
               reference as the window's share of it grows: why the tested rows are capped.
@@ -48,11 +48,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.cbpe import fit_cbpe  # noqa: E402
-from monitor.dle import fit_dle  # noqa: E402
-from monitor.estimation import estimation_errors  # noqa: E402
-from monitor.multivariate import domain_classifier_test, prepare_domain_reference  # noqa: E402
-from monitor.threads import one_thread  # noqa: E402
+from monitor.check.cbpe import fit_cbpe  # noqa: E402
+from monitor.check.dle import fit_dle  # noqa: E402
+from monitor.check.estimation import estimation_errors  # noqa: E402
+from monitor.check.multivariate import domain_classifier_test, prepare_domain_reference  # noqa: E402
+from monitor.core.threads import one_thread  # noqa: E402
 
 WINDOW = 2_000
 ALPHA = 0.01  # per-window level of the multivariate test (2 of 3 at 1%: ~0.9 false alerts / 30 days at 15 min)
@@ -360,7 +360,7 @@ def flip_rows(n: int, rng: np.random.Generator, rho: float) -> pd.DataFrame:
 def flip_model() -> Any:
     import tempfile
 
-    from monitor.config import parse_config
+    from monitor.core.config import parse_config
 
     columns = {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": FLIP_NUM, "categorical": ["segment"]}
     model = {"name": "flip", "source": {"type": "files", "path": "logs/*.parquet"}, "columns": columns, "task": "binary_classification"}
@@ -377,7 +377,7 @@ def first_alert(flags: list[bool], n: int = 2, m: int = 3) -> int | None:
 def section_flip(seeds: int, clean: int = 3, drifted: int = 3) -> None:
     from scipy.stats import ks_2samp
 
-    from monitor.drift import check_drift, prepare_reference
+    from monitor.check.drift import check_drift, prepare_reference
 
     config = flip_model()
     hypotheses = len(FLIP_NUM) + 1 + 1  # the per-feature family plus the multivariate test
@@ -618,12 +618,12 @@ def section_wired(seeds: int, clean: int = 3, drifted: int = 3) -> None:
     import tempfile
     from datetime import datetime, timedelta, timezone
 
-    from monitor.check import WindowSpec, run_check
-    from monitor.config import Config, parse_config
-    from monitor.cycle import open_inputs
-    from monitor.policy import decide
-    from monitor.reference import References
-    from monitor.state import StateStore
+    from monitor.check.policy import decide
+    from monitor.check.run import WindowSpec, run_check
+    from monitor.core.config import Config, parse_config
+    from monitor.service.cycle import open_inputs
+    from monitor.service.reference import References
+    from monitor.state.store import StateStore
 
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     summary = []

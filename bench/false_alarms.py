@@ -4,7 +4,7 @@ A 20-feature model (normal, lognormal, Poisson(2), 80% zero-inflated, constant, 
 50-level Zipf-like, binary 10%; types repeated to reach 20), references of 50,000 rows
 (`--references` of them, seeded), windows of n = 100, 200, 500, 1,000, 10,000 rows. Every window
 goes through driftd's own `check_drift` with the default drift config (the vectorised path:
-monitor.stats + monitor.calibrate) and, for power, through the real policy (`monitor.policy.decide`).
+monitor.check.stats + monitor.check.calibrate) and, for power, through the real policy (`monitor.check.policy.decide`).
 
 (a) False alarms with no drift at all. Per n: windows checked, the share with dataset drift r
     (and its one-sided 95% Clopper-Pearson upper bound), and false alerts per model per 30 days
@@ -35,11 +35,11 @@ from scipy import stats as sstats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import ModelConfig, parse_config  # noqa: E402
-from monitor.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
-from monitor.policy import decide  # noqa: E402
-from monitor.results import CheckStatus  # noqa: E402
-from monitor.state import CheckRecord  # noqa: E402
+from monitor.check.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
+from monitor.check.policy import decide  # noqa: E402
+from monitor.core.config import ModelConfig, parse_config  # noqa: E402
+from monitor.core.results import CheckStatus  # noqa: E402
+from monitor.state.store import CheckRecord  # noqa: E402
 
 SIZES = (100, 200, 500, 1000, 10_000)
 REFERENCE_ROWS = 50_000

@@ -32,7 +32,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from monitor.config import Columns, FilesSource, ModelConfig, RetrainOptions  # noqa: E402
+from monitor.core.config import Columns, FilesSource, ModelConfig, RetrainOptions  # noqa: E402
 from monitor.demo.world import CATEGORICAL, FEATURES, ID, NUMERICAL, PREDICTION, PROBABILITY, TARGET, TIMESTAMP, baseline_pipeline, make_loans  # noqa: E402
 from retrain.bounds import paired_gain  # noqa: E402
 from retrain.compress import compress, onnx_predict  # noqa: E402

@@ -29,12 +29,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import parse_config  # noqa: E402
-from monitor.daemon import Daemon  # noqa: E402
+from monitor.check.late import decode, key_hashes  # noqa: E402
+from monitor.core.config import parse_config  # noqa: E402
+from monitor.core.results import CheckStatus  # noqa: E402
 from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
-from monitor.late import decode, key_hashes  # noqa: E402
-from monitor.results import CheckStatus  # noqa: E402
-from monitor.state import seen_keys  # noqa: E402
+from monitor.service.daemon import Daemon  # noqa: E402
+from monitor.state.store import seen_keys  # noqa: E402
 from tests.support.daemon import PG_URL, PredictionTable  # noqa: E402
 
 
@@ -113,9 +113,9 @@ def run(lookback: str, seconds: float, every: float) -> dict[str, float]:
 
 
 def overhead(rows: int) -> dict[str, float]:
-    from monitor.config import FilesSource
-    from monitor.late import Audit, find_late, seen_block
-    from monitor.results import Watermark
+    from monitor.check.late import Audit, find_late, seen_block
+    from monitor.core.config import FilesSource
+    from monitor.core.results import Watermark
     from monitor.sources import open_source
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,14 +9,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor import __version__
-from monitor.clock import utc
-from monitor.config import ConfigError, load_config
-from monitor.exits import FAILURE, OK, USAGE, Failure
+from monitor.core.clock import utc
+from monitor.core.config import ConfigError, load_config
+from monitor.core.exits import FAILURE, OK, USAGE, Failure
 
 
 def _timestamp(text: str) -> datetime:
     """An ISO-8601 time (UTC when it has no zone), or a duration back from now (`7d`, `12h`)."""
-    from monitor.config import parse_duration
+    from monitor.core.config import parse_duration
 
     try:
         value = datetime.fromisoformat(text)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return FAILURE
     except BrokenPipeError:  # stdout's reader left (`| head`) in output not printed through say()
-        from monitor.output import silence_stdout
+        from monitor.service.output import silence_stdout
 
         silence_stdout()
         return FAILURE
@@ -137,16 +137,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.dir, speed=args.speed)
     if args.command == "init":
-        from monitor.onboard import request_of, run_init
+        from monitor.service.onboard import request_of, run_init
 
         return run_init(request_of(args))
     config = load_config(args.config)
     if args.command == "validate":
-        from monitor.output import say
+        from monitor.service.output import say
 
         say(f"OK: {args.config} ({len(config.models)} models: {', '.join(m.name for m in config.models) or 'none'})")
         return OK
-    from monitor import commands
+    from monitor.service import commands
 
     handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
     return handler(config, args)

@@ -65,8 +65,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
-from monitor.config import PluginConfig, Task
-from monitor.plugins import COMPRESSORS
+from monitor.core.config import PluginConfig, Task
+from monitor.core.plugins import COMPRESSORS
 from retrain import bounds
 from retrain.onnx_model import (
     ML_OPSET,
@@ -87,7 +87,7 @@ __all__ = ["Variant", "Skipped", "CompressionResult", "CompressionStrategy", "Bu
            "check_convertible", "onnx_predict", "log_onnx_model", "TASKS", "STRATEGIES"]
 
 TASKS = ("binary_classification", "multiclass_classification", "regression")
-STRATEGIES = ("onnx", "prune", "quantize")  # the built-in ones; plug-ins add theirs (monitor.plugins.COMPRESSORS)
+STRATEGIES = ("onnx", "prune", "quantize")  # the built-in ones; plug-ins add theirs (monitor.core.plugins.COMPRESSORS)
 # Share of rows on which an ONNX graph must agree with its sklearn source. Not 100%:
 # ONNX compares float32 inputs with float32 split thresholds, so a row whose feature sits on a
 # threshold may take the other branch; a broken conversion disagrees on far more than 1%.
@@ -128,7 +128,7 @@ class Variant:
 
     @property
     def metric_value(self) -> float:
-        from monitor.quality import higher_is_better
+        from monitor.check.quality import higher_is_better
 
         return self.quality if higher_is_better(self.metric) else -self.quality
 
@@ -246,7 +246,7 @@ class CompressionStrategy:
     Skipped with the reason. Every candidate then goes the built-in ones' way: scored natively
     on the SELECT rows, converted to ONNX (and checked against its sklearn source) only when
     it is the smallest within the loss budget, and gated on the holdout like any variant. A
-    package adds a strategy through the `driftd.compressors` entry-point group (monitor.plugins);
+    package adds a strategy through the `driftd.compressors` entry-point group (monitor.core.plugins);
     exceptions it raises are reported as a Skipped, never as a failed retrain."""
 
     config_model: ClassVar[type[PluginConfig]] = PluginConfig  # strategies take no settings yet
@@ -294,7 +294,7 @@ def compress(estimator: BaseEstimator, validation: pd.DataFrame, *, target: str,
     smallest variant whose loss on ``metric`` (default: the task's primary metric) is within
     ``max_quality_loss`` at ``confidence`` (see the module docstring). Never raises for a model
     that cannot be converted or compressed: ``chosen`` is None and ``reason`` says why."""
-    from monitor.quality import PRIMARY_METRIC
+    from monitor.check.quality import PRIMARY_METRIC
 
     metric = metric or PRIMARY_METRIC[cast(Task, task)]  # an unknown task: _check_arguments says so
     columns = [*numerical, *categorical]

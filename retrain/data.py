@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from monitor.config import ModelConfig
+from monitor.core.config import ModelConfig
 
 SPLIT = (0.6, 0.2, 0.2)  # train, validation, holdout — by time, oldest first
 
@@ -102,7 +102,7 @@ def load_training_data(model: ModelConfig, *, now: datetime | None = None, refer
 
 
 def _read_window(model: ModelConfig, since: datetime, until: datetime) -> pd.DataFrame:
-    from monitor.labels import attach_labels
+    from monitor.check.labels import attach_labels
     from monitor.sources import open_source
     from monitor.sources.base import WindowQuery
 
@@ -119,7 +119,7 @@ def _read_window(model: ModelConfig, since: datetime, until: datetime) -> pd.Dat
 
 
 def _validated(window: pd.DataFrame, model: ModelConfig) -> pd.DataFrame:
-    from monitor.validate import validate_window
+    from monitor.check.validate import validate_window
 
     return validate_window(window, model)
 

@@ -14,7 +14,7 @@ the compressed variant, so each gate is one test on data its choice was not made
   `retrain.min_improvement` at the lower confidence bound, on the same holdout rows.
 
 Bounds are one-sided at `retrain.confidence` from a paired bootstrap (`retrain.bounds`).
-Point scores are the model's primary metric (`monitor.quality.PRIMARY_METRIC`), computed by
+Point scores are the model's primary metric (`monitor.check.quality.PRIMARY_METRIC`), computed by
 the same code that measures live quality, so a version's `driftd.validation_score` tag and
 the daemon's live numbers are comparable. Differences are stated in higher-is-better terms:
 for RMSE an improvement of 0.3 means the error went down by 0.3.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from monitor.config import ModelConfig, RetrainOptions
+from monitor.core.config import ModelConfig, RetrainOptions
 from retrain.bounds import Gain, paired_gain
 
 SEED = 0  # the bootstrap's: the same holdout always gives the same decision
@@ -94,13 +94,13 @@ class Evaluation:
 
 
 def primary_metric(model: ModelConfig) -> str:
-    from monitor.quality import PRIMARY_METRIC
+    from monitor.check.quality import PRIMARY_METRIC
 
     return PRIMARY_METRIC[model.task]
 
 
 def higher_is_better(metric: str) -> bool:
-    from monitor.quality import higher_is_better as better
+    from monitor.check.quality import higher_is_better as better
 
     return better(metric)
 
@@ -183,7 +183,7 @@ def evaluate(model: ModelConfig, holdout: pd.DataFrame, *, champion: Served | No
 
 def score(model: ModelConfig, frame: pd.DataFrame, prediction: np.ndarray, probability: np.ndarray | None = None) -> float:
     """The primary metric of `prediction` against `frame`'s target, as live quality measures it."""
-    from monitor.quality import compute_quality
+    from monitor.check.quality import compute_quality
 
     cols = model.columns
     assert cols.target is not None
@@ -207,7 +207,7 @@ def positive_probability(model: ModelConfig, probabilities: np.ndarray | None) -
 
 def _comparable(model: ModelConfig, holdout: pd.DataFrame, *predictions: np.ndarray) -> tuple[np.ndarray, ...]:
     """Target and predictions as the live quality compares them (1 == 1.0; else as text)."""
-    from monitor.quality import comparable_labels
+    from monitor.check.quality import comparable_labels
 
     cols = model.columns
     assert cols.target is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from monitor.config import Config, ModelConfig
+from monitor.core.config import Config, ModelConfig
 from retrain.tracking import describe, mask
 
 IMPORT_KIND = "import"

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.config import Config, ModelConfig
+from monitor.check.validate import InputError
+from monitor.core.config import Config, ModelConfig
 from monitor.sources.base import SourceError
-from monitor.validate import InputError
 from retrain import registry
 from retrain.data import DataError, TrainingData, load_training_data
 from retrain.evaluate import SKLEARN, Evaluation, Gate, Served, evaluate, higher_is_better, positive_probability, primary_metric, score

@@ -18,7 +18,7 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   on: features, the target, and the prediction (and probability) of the version itself, so
   prediction drift has a reference; `driftd/schema.json` — columns, roles and dtypes;
   `driftd/drift_report.html` when the trigger supplied one; `driftd/estimator/cbpe.json` (or
-  `dle.joblib`): the label-free quality estimator (monitor.estimates) fitted on labelled rows
+  `dle.joblib`): the label-free quality estimator (monitor.check.estimates) fitted on labelled rows
   the version was not trained on (a retrain's validation + holdout rows, a baseline's holdout),
   so the daemon estimates a new champion's quality from its first window.
 - Logged models: `sklearn_model` (the uncompressed estimator, cloudpickle — the registry
@@ -67,9 +67,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from monitor.config import Config, ModelConfig
-from monitor.tables import ReferenceError
-from monitor.tables import read_table as read_reference
+from monitor.core.config import Config, ModelConfig
+from monitor.core.tables import ReferenceError
+from monitor.core.tables import read_table as read_reference
 from retrain.evaluate import Gate
 from retrain.tracking import TrackingError, connect, describe, ensure_experiment, is_missing, mask
 
@@ -271,7 +271,7 @@ def rollback(config: Config, model: ModelConfig) -> str:
     current = _by_alias(client, name, CHAMPION)
     restored = str(previous.version)
     older = (previous.tags or {}).get("driftd.promoted_over")
-    # Rows logged from now on are the restored version's (monitor.attribution reads this).
+    # Rows logged from now on are the restored version's (monitor.check.attribution reads this).
     _call(client.set_model_version_tag, name, restored, "driftd.promoted_at", _now())
     _call(client.set_registered_model_alias, name, CHAMPION, restored)
     if current is not None:
@@ -538,8 +538,8 @@ def reference_frame(model: ModelConfig, candidate: Candidate) -> pd.DataFrame:
 def _save_estimator(model: ModelConfig, candidate: Candidate, folder: Path) -> None:
     """Fit the version's quality estimator on its calibration rows, scored by its serving variant.
     Without one the daemon refits on the reference: worth a warning, never a failed retrain."""
-    from monitor.estimates import fit_for
-    from monitor.estimation import EstimatorError, save_estimator
+    from monitor.check.estimates import fit_for
+    from monitor.check.estimation import EstimatorError, save_estimator
 
     rows = candidate.calibration_rows
     if not model.estimation.enabled or rows is None or model.columns.target is None:
@@ -578,7 +578,7 @@ def estimation_frame(model: ModelConfig, candidate: Candidate, rows: pd.DataFram
 def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | None:
     """The quality estimator logged with `version` (None when it has none). Raises the
     estimator's own EstimatorError for a file of another format or scikit-learn version."""
-    from monitor.estimation import load_estimator as read
+    from monitor.check.estimation import load_estimator as read
 
     client = connect(config)
     mv = client.get_model_version(model.mlflow_name, version)

@@ -11,8 +11,8 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from monitor.config import Config, ModelConfig
-from monitor.redact import mask  # noqa: F401 - the one masker, re-exported for retrain's modules
+from monitor.core.config import Config, ModelConfig
+from monitor.core.redact import mask  # noqa: F401 - the one masker, re-exported for retrain's modules
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -13,9 +13,9 @@ import httpx
 import pytest
 import yaml
 
-from monitor.alerts import AlertEvent, Notifier, RetryPolicy
-from monitor.config import Channel
-from monitor.metrics import Metrics
+from monitor.core.config import Channel
+from monitor.observe.alerts import AlertEvent, Notifier, RetryPolicy
+from monitor.observe.metrics import Metrics
 from tests.support.receiver import Receiver
 
 FAST = RetryPolicy(attempts=3, initial_wait_s=0.01, max_wait_s=0.05, max_total_s=5.0)

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.attribution import Attribution, attributed_quality, version_label
-from monitor.check import Inputs, WindowSpec, run_check
-from monitor.config import FilesSource, ModelConfig
-from monitor.drift import prepare_reference
-from monitor.policy import decide
-from monitor.results import CheckResult, CheckStatus, Quality, VersionQuality
+from monitor.check.attribution import Attribution, attributed_quality, version_label
+from monitor.check.drift import prepare_reference
+from monitor.check.policy import decide
+from monitor.check.run import Inputs, WindowSpec, run_check
+from monitor.core.config import FilesSource, ModelConfig
+from monitor.core.results import CheckResult, CheckStatus, Quality, VersionQuality
 from monitor.sources import open_source
-from monitor.state import StateStore
+from monitor.state.store import StateStore
 from tests.support.data import columns, predictions
 from tests.test_policy import POLICY, RETRAIN, history
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from monitor.backfill import BackfillError, Progress, backfill
-from monitor.config import load_config
-from monitor.results import CheckResult, CheckStatus, Watermark
-from monitor.state import StateStore
+from monitor.core.config import load_config
+from monitor.core.results import CheckResult, CheckStatus, Watermark
+from monitor.service.backfill import BackfillError, Progress, backfill
+from monitor.state.store import StateStore
 from tests.support.daemon import metric_value
 from tests.support.data import CATEGORICAL, NUMERICAL, predictions
 from tests.support.receiver import Receiver
@@ -65,7 +65,7 @@ def _windows(results) -> list[tuple]:
 
 
 def test_backfill_cuts_the_same_windows_as_the_daemon_catching_up(tmp_path):
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     config = load_config(_setup(tmp_path))
     model = config.model("churn")
@@ -139,7 +139,7 @@ def test_json_lines_dry_run_and_the_watermark_shared_with_the_daemon(tmp_path):
     assert later.returncode == 3 and "watermark" in later.stderr and "--dry-run" in later.stderr
 
     # The daemon carries on from the backfill's watermark: every row is checked exactly once.
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     daemon = Daemon(load_config(config_path))
     daemon.tick(daemon.config.model("churn"))
@@ -197,7 +197,7 @@ def test_the_progress_bar_is_drawn_only_on_a_terminal():
 def test_a_model_without_champion_is_monitored_only_and_never_fails_a_retrain(tmp_path, caplog):
     from prometheus_client import generate_latest
 
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     # retrain.enabled is true (the default) and every window drifts: the policy would retrain.
     config = load_config(_setup(tmp_path, retrain={"min_labelled_rows": 10}))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from monitor.check import Inputs, WindowSpec, run_check
-from monitor.config import load_config
-from monitor.reference import References
-from monitor.results import CheckResult, CheckStatus, Watermark
+from monitor.check.run import Inputs, WindowSpec, run_check
+from monitor.core.config import load_config
+from monitor.core.results import CheckResult, CheckStatus, Watermark
+from monitor.service.reference import References
 from monitor.sources import open_source
 from tests.support.data import CATEGORICAL, NUMERICAL, predictions
 
@@ -119,7 +119,7 @@ def test_catching_up_after_an_outage_checks_one_window_size_at_a_time(tmp_path):
 
 
 def test_a_window_that_cannot_be_checked_holds_until_skipped_on_the_record(tmp_path):
-    from monitor.state import StateStore
+    from monitor.state.store import StateStore
 
     config_path = _setup(tmp_path, rows=400, extra={"window": {"size": "1h", "min_rows": 100}})
     bad = predictions(400, seed=2, start=NOW - timedelta(minutes=50), every=timedelta(seconds=5))
@@ -156,7 +156,7 @@ def test_a_window_that_cannot_be_checked_holds_until_skipped_on_the_record(tmp_p
 
 
 def test_the_daemon_catches_up_a_backlog_in_one_tick_window_by_window(tmp_path):
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     config_path = _setup(tmp_path, rows=6000, extra={"window": {"size": "10m", "min_rows": 100}})
     raw = yaml.safe_load(config_path.read_text())

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 import yaml
 
-from monitor.config import load_config
+from monitor.core.config import load_config
 from monitor.demo.world import CATEGORICAL, FEATURES, NUMERICAL, TARGET, make_loans, train_baseline, with_predictions
-from monitor.reference import References
+from monitor.service.reference import References
 from retrain.registry import champion, register_baseline
 
 

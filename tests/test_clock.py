@@ -1,4 +1,4 @@
-"""The one time-zone rule (monitor.clock.utc): naive means UTC, everything comes back aware UTC."""
+"""The one time-zone rule (monitor.core.clock.utc): naive means UTC, everything comes back aware UTC."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from monitor.clock import utc, utc_series, utc_timestamp
+from monitor.core.clock import utc, utc_series, utc_timestamp
 
 
 def test_naive_times_are_utc_and_aware_ones_are_converted() -> None:

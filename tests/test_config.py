@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.config import ConfigError, NOfM, load_config, parse_config
+from monitor.core.config import ConfigError, NOfM, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "driftd.example.yaml"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from monitor.state import StateStore
+from monitor.state.store import StateStore
 from tests.support.daemon import PG_URL, PredictionTable, daemon_config, metric_value, running
 from tests.support.promstack import free_port, query, start_alertmanager, start_prometheus, wait_for
 from tests.support.receiver import Receiver

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.demo.world import FEATURES, TARGET, make_loans
-from monitor.state import StateStore
+from monitor.state.store import StateStore
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Drift statistics (monitor.drift) and window sampling (monitor.sample) on seeded data."""
+"""Drift statistics (monitor.check.drift) and window sampling (monitor.check.sample) on seeded data."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.config import ConfigError, ModelConfig, parse_config
-from monitor.drift import DriftError, check_drift, prepare_reference, save_report_html
-from monitor.sample import sample_rows
+from monitor.check.drift import DriftError, check_drift, prepare_reference, save_report_html
+from monitor.check.sample import sample_rows
+from monitor.core.config import ConfigError, ModelConfig, parse_config
 
 NUM = ["a", "b", "c"]
 CAT = ["x", "y"]
@@ -186,7 +186,7 @@ def test_verdicts_and_scores_equal_evidentlys_own_value_drift(model, reference):
     )
     for ours, metric in zip(outcome.features, plain):
         theirs = snapshot.metric_results[metric.metric_id]
-        # monitor.stats sums in another order than scipy: equal up to rounding
+        # monitor.check.stats sums in another order than scipy: equal up to rounding
         assert ours.score == pytest.approx(float(theirs.value), rel=1e-9)
     # The verdicts are driftd's calibrated ones, not Evidently's fixed 0.1: b moved 0.12 sigma
     # (3,000 rows a side: far beyond noise), y's share doubled, x got 2.5% unseen; a's 1% inf and
@@ -304,7 +304,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
 from tests.test_drift import frame, model_config
-from monitor.drift import check_drift, prepare_reference
+from monitor.check.drift import check_drift, prepare_reference
 model = model_config(Path({str(tmp_path)!r}))
 outcome = check_drift(prepare_reference(frame(1), model, "1"), frame(2, shift_b=1.0), model)
 assert outcome.drifted_features == ["b"], outcome.drifted_features

@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.check import WindowSpec, run_check
-from monitor.config import Config, MLflowConfig, ModelConfig, NOfM, Policy, RetrainOptions
-from monitor.cycle import open_inputs
-from monitor.estimates import REFERENCE, fit_for, prepare_signals
-from monitor.estimation import Estimate, EstimatedQuality, EstimationGap
-from monitor.metrics import Metrics
-from monitor.policy import decide
-from monitor.reference import References
-from monitor.results import CheckResult, CheckStatus
-from monitor.state import CheckRecord
+from monitor.check.estimates import REFERENCE, fit_for, prepare_signals
+from monitor.check.estimation import Estimate, EstimatedQuality, EstimationGap
+from monitor.check.policy import decide
+from monitor.check.run import WindowSpec, run_check
+from monitor.core.config import Config, MLflowConfig, ModelConfig, NOfM, Policy, RetrainOptions
+from monitor.core.results import CheckResult, CheckStatus
+from monitor.observe.metrics import Metrics
+from monitor.service.cycle import open_inputs
+from monitor.service.reference import References
+from monitor.state.store import CheckRecord
 from retrain.registry import ESTIMATOR_ARTIFACTS, champion, register_baseline
 from tests.support.models import FEATURES, PROBABILITY, START, TARGET, make_loans, model_config, train_baseline, with_predictions, write_log
 
@@ -133,7 +133,7 @@ def test_a_check_estimates_quality_and_its_error_on_the_labelled_rows(logged):
     assert gaps["accuracy"].rows == accuracy.labelled_rows and abs(gaps["accuracy"].error) < 0.03
     assert result.multivariate is not None and not result.multivariate.drifted  # same world, no joint change
     # stored with the check and read back for the policy
-    from monitor.state import StateStore
+    from monitor.state.store import StateStore
 
     store = StateStore("sqlite:///:memory:")
     store.migrate()
@@ -276,12 +276,12 @@ def test_a_stored_estimator_for_other_columns_is_refitted_from_the_reference(tmp
 
 @pytest.mark.integration
 def test_the_estimate_panels_evaluate_on_a_real_prometheus(tmp_path: Path):
-    from monitor.server import MetricsServer
+    from monitor.observe.server import MetricsServer
     from tests.support.promstack import panel_queries, query, start_prometheus, wait_for
 
     metrics = Metrics(process_metrics=False)
     estimated = EstimatedQuality("cbpe", (Estimate("accuracy", 0.81, 0.79, 0.83, 0.95, 2000, 400),), 2000, 0)
-    from monitor.results import Contribution, MultivariateSignal, Quality
+    from monitor.core.results import Contribution, MultivariateSignal, Quality
 
     result = CheckResult(
         check_id="c1", model="loans", status=CheckStatus.DRIFT, started_at=NOW, window_start=None, window_end=NOW, rows=2000,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from monitor.calibration import Calibrator, choose_calibrator, fit_calibrator
-from monitor.cbpe import CBPE, fit_cbpe
-from monitor.dle import DLE, fit_dle
-from monitor.estimation import EstimatorError, estimation_errors, estimation_errors_from, load_estimator, save_estimator
+from monitor.check.calibration import Calibrator, choose_calibrator, fit_calibrator
+from monitor.check.cbpe import CBPE, fit_cbpe
+from monitor.check.dle import DLE, fit_dle
+from monitor.check.estimation import EstimatorError, estimation_errors, estimation_errors_from, load_estimator, save_estimator
 
 # odd names on purpose: the estimators must not care what users call their columns
 PRED, PROBA, TARGET = "pred ïction", "p.robability", "1target"
@@ -251,7 +251,7 @@ def test_dle_refuses_what_it_cannot_use(dle):
 
 
 def test_fit_estimator_picks_the_method_for_the_task():
-    from monitor.estimation import fit_estimator
+    from monitor.check.estimation import fit_estimator
 
     rng = np.random.default_rng(15)
     classifier = fit_estimator("binary_classification", binary_rows(2_000, rng), prediction=PRED, probability=PROBA, target=TARGET)

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from monitor.config import Defaults, load_config
-from monitor.roles import Evidence, RolesError, infer_roles
+from monitor.core.config import Defaults, load_config
+from monitor.service.roles import Evidence, RolesError, infer_roles
 from tests.support.daemon import PG_URL
 from tests.support.owndata import FEATURES, ID, NUMERICAL, TARGET, TIMESTAMP, write_own_data
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.clock import SimulatedClock
-from monitor.config import Config, RetrainOptions, load_config
-from monitor.handoff import RetrainHandoff
-from monitor.metrics import Metrics
-from monitor.state import StateStore
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import Config, RetrainOptions, load_config
+from monitor.observe.metrics import Metrics
+from monitor.service.handoff import RetrainHandoff
+from monitor.state.store import StateStore
 from retrain.pipeline import Trigger
 from tests.support.models import model_config
 

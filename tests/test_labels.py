@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitor.config import FilesSource, SqlSource
-from monitor.labels import attach_labels
+from monitor.check.labels import attach_labels
+from monitor.core.config import FilesSource, SqlSource
 from monitor.sources import SourceError, WindowQuery, open_source
 from tests.support.data import START, columns, predictions
 
@@ -72,7 +72,7 @@ def test_duplicate_labels_take_the_latest_and_warn(tmp_path: Path, caplog: pytes
     corrected["target"] = 1  # a chargeback overturned the first verdict
     labels = labels_table(tmp_path / "labels.db", pd.concat([corrected, first]))  # stored out of order
 
-    with caplog.at_level(logging.WARNING, logger="monitor.labels"):
+    with caplog.at_level(logging.WARNING, logger="monitor.check.labels"):
         out = attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)
 
     assert out["target"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
@@ -125,7 +125,7 @@ def test_an_id_label_table_without_timestamp_is_accepted_and_the_last_row_wins(t
         corrections.to_parquet(tmp_path / "labels-2.parquet", index=False)
         labels = open_source(FilesSource(type="files", path=str(tmp_path / "labels-*.parquet")), COLS)
 
-    with caplog.at_level(logging.INFO, logger="monitor.labels"):
+    with caplog.at_level(logging.INFO, logger="monitor.check.labels"):
         first = attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)
         second = attach_labels(frame[list(WINDOW_COLUMNS)], labels, COLS)
 

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitor.config import Config, parse_config
-from monitor.daemon import Daemon
-from monitor.late import decode, key_hashes
-from monitor.results import CheckStatus
-from monitor.state import StateStore, seen_keys
+from monitor.check.late import decode, key_hashes
+from monitor.core.config import Config, parse_config
+from monitor.core.results import CheckStatus
+from monitor.service.daemon import Daemon
+from monitor.state.store import StateStore, seen_keys
 from tests.support.daemon import PG_URL, PredictionTable, metric_value
 from tests.support.data import CATEGORICAL, NUMERICAL, columns, predictions
 
@@ -245,7 +245,7 @@ def test_a_parquet_file_of_old_rows_dropped_into_the_folder_is_checked(tmp_path)
 
 
 def test_rows_beyond_the_lookback_are_not_rechecked_and_the_bookkeeping_stays_bounded(tmp_path):
-    from monitor.clock import SimulatedClock
+    from monitor.core.clock import SimulatedClock
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -301,7 +301,7 @@ def test_null_timestamps_are_counted_and_reported_not_dropped_silently(tmp_path)
 
 
 def test_files_count_null_timestamps_from_parquet_statistics_and_text(tmp_path):
-    from monitor.config import FilesSource
+    from monitor.core.config import FilesSource
     from monitor.sources import open_source
 
     frame = predictions(100, seed=5)
@@ -316,11 +316,11 @@ def test_files_count_null_timestamps_from_parquet_statistics_and_text(tmp_path):
 
 
 def test_the_bookkeeping_commits_with_the_watermark_or_not_at_all(tmp_path):
-    from monitor.late import Seen
+    from monitor.check.late import Seen
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
-    from monitor.results import CheckResult, Watermark
+    from monitor.core.results import CheckResult, Watermark
 
     at = datetime(2024, 5, 1, tzinfo=timezone.utc)
     seen = Seen(audit_from_ns=0, min_ts_ns=1, max_ts_ns=2, hashes=np.array([1, 2], dtype=np.uint64))

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.estimation import Estimate, EstimatedQuality, EstimationGap
-from monitor.gauges import ModelSnapshot
-from monitor.metrics import Metrics
-from monitor.results import CheckResult, CheckStatus, FeatureDrift, MultivariateSignal, Quality
+from monitor.check.estimation import Estimate, EstimatedQuality, EstimationGap
+from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, MultivariateSignal, Quality
+from monitor.observe.gauges import ModelSnapshot
+from monitor.observe.metrics import Metrics
 from tests.test_metrics import T0, check, feature, series, value
 
 COUNTRY = FeatureDrift("country", "categorical", "jensenshannon", 0.2, None, True, p_value=0.3, missing_share=0.0,

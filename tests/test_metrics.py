@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import Metrics
-from monitor.results import CheckResult, CheckStatus, FeatureDrift, Quality
+from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, Quality
+from monitor.observe.metrics import Metrics
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.multivariate import MultivariateError, domain_classifier_test, prepare_domain_reference, reference_vs_reference
+from monitor.check.multivariate import MultivariateError, domain_classifier_test, prepare_domain_reference, reference_vs_reference
 
 # odd names on purpose
 NUM = ["f 0", "f.1", "2f", "größe", "f4", "f5"]
@@ -48,8 +48,8 @@ def test_reference_against_itself_gives_uniform_p_values(domain, learner):
 
 
 def test_correlation_flip_alerts_within_three_windows_and_per_column_tests_do_not(tmp_path: Path, reference, domain):
-    from monitor.config import parse_config
-    from monitor.drift import check_drift, prepare_reference
+    from monitor.check.drift import check_drift, prepare_reference
+    from monitor.core.config import parse_config
 
     columns = {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": NUM, "categorical": CAT}
     model = parse_config({"models": [{"name": "m", "source": {"type": "files", "path": "logs/*.parquet"}, "columns": columns,

@@ -15,10 +15,10 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from monitor.check import Inputs, WindowSpec, run_check
-from monitor.config import Config, MLflowConfig, ModelConfig
-from monitor.reference import References
-from monitor.results import CheckStatus
+from monitor.check.run import Inputs, WindowSpec, run_check
+from monitor.core.config import Config, MLflowConfig, ModelConfig
+from monitor.core.results import CheckStatus
+from monitor.service.reference import References
 from monitor.sources import open_source
 from retrain import Trigger, run_retrain
 from retrain.compress import compress

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from monitor.clock import SimulatedClock
-from monitor.config import load_config
-from monitor.daemon import Daemon
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import load_config
 from monitor.demo.baseline import register_baseline_model
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config
 from monitor.demo.serving import Serving
+from monitor.service.daemon import Daemon
 from tests.support.promstack import free_port, panel_queries, promql_metric_names, query, start_alertmanager, start_prometheus_with, wait_for
 from tests.support.receiver import Receiver
 

@@ -6,8 +6,8 @@ import stat
 import tempfile
 from datetime import timedelta
 
-from monitor.config import parse_config
-from monitor.paths import reports_dir, state_dir
+from monitor.core.config import parse_config
+from monitor.core.paths import reports_dir, state_dir
 from tests.support.data import predictions
 from tests.test_late_rows import make_config, now_ms
 
@@ -31,7 +31,7 @@ def test_with_postgres_state_reports_follow_systemds_state_directory(tmp_path, m
 
 
 def test_the_daemon_writes_the_drift_report_of_a_retrain_under_the_state_directory(tmp_path):
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -40,7 +40,7 @@ def test_the_daemon_writes_the_drift_report_of_a_retrain_under_the_state_directo
     daemon = Daemon(make_config(tmp_path, {"type": "files", "path": str(logs / "*.parquet")}))
     try:
         model = daemon.config.model("churn")
-        from monitor.check import WindowSpec, run_check
+        from monitor.check.run import WindowSpec, run_check
 
         loaded = daemon.references.get(model)
         checked = run_check(daemon._inputs_for(model), loaded.prepared, WindowSpec(until=now_ms()))

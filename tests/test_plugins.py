@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.config import ConfigError, parse_config
-from monitor.plugins import CHANNELS, SOURCES, PluginError, Registry
+from monitor.core.config import ConfigError, parse_config
+from monitor.core.plugins import CHANNELS, SOURCES, PluginError, Registry
 from tests.support.receiver import Receiver
 
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -92,7 +92,7 @@ def test_backfill_reads_a_plugin_source_and_alerts_through_a_plugin_channel(tmp_
     """`driftd backfill` (the installed command, the daemon's own cycle and policy) over six hours
     of the plug-in's log, drifting from hour three: the drift alert reaches the plug-in channel."""
     from driftd_testplugin.source import SyntheticConfig, generate
-    from monitor.config import Columns
+    from monitor.core.config import Columns
 
     reference = generate(SyntheticConfig.model_validate(synthetic(rows=4000, seed=99)), Columns.model_validate(COLUMNS))
     reference.to_parquet(tmp_path / "reference.parquet")

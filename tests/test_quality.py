@@ -1,4 +1,4 @@
-"""Quality metrics (monitor.quality) on hand-checkable windows."""
+"""Quality metrics (monitor.check.quality) on hand-checkable windows."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.config import ModelConfig, parse_config
-from monitor.quality import PRIMARY_METRIC, QualityError, compute_quality, higher_is_better, quality_drop
+from monitor.check.quality import PRIMARY_METRIC, QualityError, compute_quality, higher_is_better, quality_drop
+from monitor.core.config import ModelConfig, parse_config
 
 
 def model_config(tmp_path: Path, *, task: str, probability: bool = True, target: bool = True) -> ModelConfig:

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
-from monitor.config import Config, MLflowConfig, ModelConfig
+from monitor.core.config import Config, MLflowConfig, ModelConfig
 from retrain.registry import RegistryError, adopt, champion, load_reference, promote, register_baseline, rollback
 from retrain.tracking import mask
 from tests.support.mlflow_server import free_port

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
-from monitor.config import Config, MLflowConfig, ModelConfig
-from monitor.state import StateStore
+from monitor.core.config import Config, MLflowConfig, ModelConfig
+from monitor.state.store import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
 from retrain.bounds import paired_gain
 from retrain.data import InsufficientData, load_training_data, split_by_time
@@ -139,7 +139,7 @@ def test_reference_rows_are_blended_into_the_training_split_only(tmp_path):
 
 
 def test_labels_from_a_separate_source_are_joined_on_the_prediction_id(tmp_path):
-    from monitor.config import FilesSource
+    from monitor.core.config import FilesSource
 
     frame = make_loans(1500, seed=3, start=NOW - timedelta(days=2))
     estimator = train_baseline(frame, "logistic")
@@ -158,7 +158,7 @@ def test_labels_from_a_separate_source_are_joined_on_the_prediction_id(tmp_path)
 def test_training_data_from_a_sql_table(tmp_path):
     import sqlalchemy as sa
 
-    from monitor.config import SqlSource
+    from monitor.core.config import SqlSource
 
     frame = make_loans(2000, seed=3, start=NOW - timedelta(days=2))
     logged = with_predictions(train_baseline(frame, "logistic"), frame)
@@ -346,7 +346,7 @@ def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
 def test_a_lossy_variant_is_refused_below_the_holdout_minimum_and_the_cli_says_why(tmp_path, capsys):
     import argparse
 
-    from monitor.commands import cmd_retrain
+    from monitor.service.commands import cmd_retrain
 
     now = datetime.now(timezone.utc)
     world = make_world(tmp_path, kind="forest", compression=["onnx", "prune"], max_quality_loss=0.05, min_holdout_rows=5000, now=now)

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitor.clock import SimulatedClock
-from monitor.config import Config
-from monitor.scheduler import Queue, Scheduler
+from monitor.core.clock import SimulatedClock
+from monitor.core.config import Config
+from monitor.service.scheduler import Queue, Scheduler
 
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.redact import mask, url_secrets
-from monitor.results import CheckStatus
+from monitor.core.config import load_config
+from monitor.core.redact import mask, url_secrets
+from monitor.core.results import CheckStatus
+from monitor.service.daemon import Daemon
 from tests.support.data import CATEGORICAL, NUMERICAL, predictions
 
 SECRET = "qs-SECRET/9f2"
@@ -100,7 +100,7 @@ def test_one_masker_for_every_url_shape():
 def test_log_lines_are_masked_whatever_logs_them(capsys):
     import logging
 
-    from monitor.logs import setup_logging
+    from monitor.core.logs import setup_logging
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
@@ -119,7 +119,7 @@ def test_log_lines_are_masked_whatever_logs_them(capsys):
 
 
 def test_secret_urls_are_shown_by_their_host_only() -> None:
-    from monitor.redact import host, origin, url_parts
+    from monitor.core.redact import host, origin, url_parts
 
     slack = "https://hooks.slack.com/services/T0/B0/xoxb-secret"
     assert host(slack) == "hooks.slack.com" and host("http://u:pw@127.0.0.1:9093/x") == "127.0.0.1:9093"

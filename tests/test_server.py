@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor.config import Server as ServerConfig
-from monitor.metrics import Metrics
-from monitor.server import MetricsServer, ServerError
+from monitor.core.config import Server as ServerConfig
+from monitor.observe.metrics import Metrics
+from monitor.observe.server import MetricsServer, ServerError
 
 PASSWORD = "s3cret-Pa55word-xyz"
 

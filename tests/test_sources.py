@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from monitor.config import FilesSource, SqlSource
-from monitor.results import Watermark
+from monitor.core.config import FilesSource, SqlSource
+from monitor.core.results import Watermark
 from monitor.sources import SourceError, WindowQuery, open_source, watermark_of
 from tests.support.data import START, columns, predictions, write_parts
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from monitor.results import CheckResult, CheckStatus, FeatureDrift, Quality, Watermark
-from monitor.state import SCHEMA_VERSION, StateError, StateStore
+from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, Quality, Watermark
+from monitor.state.store import SCHEMA_VERSION, StateError, StateStore
 
 PG_ADMIN_URL = os.environ.get("DRIFTD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -400,7 +400,7 @@ def test_watermark_keeps_nanoseconds(tmp_path):
     # Parquet timestamps carry nanoseconds; a watermark cut to microseconds would re-read rows.
     import pandas as pd
 
-    from monitor.results import CheckResult, CheckStatus, Watermark
+    from monitor.core.results import CheckResult, CheckStatus, Watermark
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
@@ -437,9 +437,9 @@ def test_reads_do_not_take_the_sqlite_write_lock(tmp_path) -> None:
 def test_a_held_sqlite_lock_names_the_lock_not_the_directory(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    import monitor.state
+    import monitor.state.store
 
-    monkeypatch.setattr(monitor.state, "_SQLITE_BUSY_TIMEOUT_S", 1)
+    monkeypatch.setattr(monitor.state.store, "_SQLITE_BUSY_TIMEOUT_S", 1)
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
@@ -493,7 +493,7 @@ def test_a_version_2_database_gains_the_estimates_column_and_keeps_its_checks(tm
 
 
 def test_a_model_name_as_long_as_the_config_allows_is_stored(store: StateStore) -> None:
-    from monitor.config import MODEL_NAME_MAX_LENGTH
+    from monitor.core.config import MODEL_NAME_MAX_LENGTH
 
     name = "m" * MODEL_NAME_MAX_LENGTH
     store.record_check(check("long-1", model=name, mark=Watermark(T0, 1)))

@@ -1,5 +1,5 @@
 """Calibrated drift tests: vectorised statistics equal Evidently's, p-values hold their level
-under no drift, and the family verdict (monitor.drift) finds one drifted feature of 20."""
+under no drift, and the family verdict (monitor.check.drift) finds one drifted feature of 20."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy.stats import wasserstein_distance
 
-from monitor import stats
-from monitor.calibrate import NullCache, bucket, p_value
-from monitor.config import parse_config
-from monitor.drift import DriftError, benjamini_hochberg, check_drift, prepare_reference
+from monitor.check import stats
+from monitor.check.calibrate import NullCache, bucket, p_value
+from monitor.check.drift import DriftError, benjamini_hochberg, check_drift, prepare_reference
+from monitor.core.config import parse_config
 
 ZIPF = np.arange(1, 51) ** -1.3
 ZIPF /= ZIPF.sum()
@@ -229,7 +229,7 @@ def test_reference_too_small_says_how_big_it_must_be(tmp_path) -> None:
 
 
 def test_a_retrains_too_small_reference_is_topped_up_from_the_previous_champions(tmp_path) -> None:
-    from monitor.reference import Loaded, References
+    from monitor.service.reference import Loaded, References
     from retrain.registry import Champion
 
     m = model(tmp_path)

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 
 import monitor.sources.files as files
 import monitor.sources.sql as sql
-from monitor.check import Inputs, WindowSpec, read_window
-from monitor.config import FilesSource, SqlSource
-from monitor.results import Watermark
-from monitor.sample import Reservoir
+from monitor.check.run import Inputs, WindowSpec, read_window
+from monitor.check.sample import Reservoir
+from monitor.check.validate import InputError, validate_window
+from monitor.core.config import FilesSource, SqlSource
+from monitor.core.results import Watermark
 from monitor.sources import WindowQuery, open_source, watermark_of
-from monitor.validate import InputError, validate_window
 from tests.support.data import START, columns, model_config, predictions, write_parts
 
 COLS = columns()
@@ -151,7 +151,7 @@ def test_streamed_window_counts_every_row_while_sampling_few(tmp_path: Path, sma
 
 
 def test_drift_scores_of_the_streamed_sample_equal_those_of_the_same_rows_read_whole(tmp_path: Path, small_batches: None) -> None:
-    from monitor.drift import check_drift, prepare_reference
+    from monitor.check.drift import check_drift, prepare_reference
 
     frame = predictions(3_000, seed=12, shift=0.3)
     frame.loc[frame.index % 17 == 0, "device"] = None

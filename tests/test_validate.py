@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.validate import InputError, validate_reference, validate_window
+from monitor.check.validate import InputError, validate_reference, validate_window
 from tests.support.data import model_config, predictions
 
 MODEL = model_config()

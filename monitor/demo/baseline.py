@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sklearn.metrics import accuracy_score
 
-from monitor.config import Config, ModelConfig
+from monitor.core.config import Config, ModelConfig
 from monitor.demo.world import FEATURES, TARGET, make_loans, train_baseline, with_predictions
 
 

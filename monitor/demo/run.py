@@ -8,15 +8,15 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from monitor.config import Config, ModelConfig, SqlSource, load_config
+from monitor.core.config import Config, ModelConfig, SqlSource, load_config
+from monitor.core.exits import FAILURE, OK
+from monitor.core.logs import setup_logging
 from monitor.demo.production import Production, create_tables
 from monitor.demo.scenario import MODEL, Timeline, write_config
 from monitor.demo.serving import Serving
 from monitor.demo.sink import AlertSink
 from monitor.demo.summary import Summary, build_summary
-from monitor.exits import FAILURE, OK
-from monitor.logs import setup_logging
-from monitor.output import say
+from monitor.service.output import say
 
 
 class _RetrainProgress(logging.Handler):
@@ -47,9 +47,9 @@ class DemoRun:
         return OK if summary.promoted else FAILURE
 
     def _run(self, config: Config, model: ModelConfig, sink: AlertSink) -> Summary:
-        from monitor.clock import SimulatedClock
-        from monitor.daemon import Daemon
+        from monitor.core.clock import SimulatedClock
         from monitor.demo.baseline import register_baseline_model
+        from monitor.service.daemon import Daemon
 
         say("[1/4] training the baseline model and registering it as @champion ...")
         baseline = register_baseline_model(config, model)

@@ -52,7 +52,7 @@ def write_config(directory: Path, timeline: Timeline, sink_url: str) -> Path:
             "source": {"type": "sql", "url": "sqlite:///predictions.db", "table": "predictions"},
             "labels": {"type": "sql", "url": "sqlite:///predictions.db", "table": "outcomes"},
             # model_version: the serving layer logs which version answered, so after the promotion the
-            # new champion is judged on its own rows only (monitor.attribution).
+            # new champion is judged on its own rows only (monitor.check.attribution).
             "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "probability": "probability",
                         "target": "defaulted", "model_version": "model_version",
                         "numerical": NUMERICAL, "categorical": CATEGORICAL},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.config import Config, ModelConfig
+from monitor.core.config import Config, ModelConfig
 
 
 class Serving:

@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.config import Config, ModelConfig
-from monitor.state import StateStore
+from monitor.core.config import Config, ModelConfig
+from monitor.state.store import StateStore
 
 
 @dataclass(frozen=True)

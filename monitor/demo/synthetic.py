@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from monitor.config import Columns
+from monitor.core.config import Columns
 
 NUMERICAL = ["age", "income", "score"]
 CATEGORICAL = ["country", "device"]

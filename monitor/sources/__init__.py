@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from monitor.clock import utc_timestamp
-from monitor.config import Columns, SourceConfig
-from monitor.plugins import SOURCES
-from monitor.results import Watermark
+from monitor.core.clock import utc_timestamp
+from monitor.core.config import Columns, SourceConfig
+from monitor.core.plugins import SOURCES
+from monitor.core.results import Watermark
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 __all__ = ["Source", "SourceError", "WindowQuery", "open_source", "source_class", "watermark_of"]

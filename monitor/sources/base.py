@@ -10,8 +10,8 @@ from typing import ClassVar
 
 import pandas as pd
 
-from monitor.config import Columns, SourceConfig
-from monitor.results import Watermark
+from monitor.core.config import Columns, SourceConfig
+from monitor.core.results import Watermark
 
 
 class SourceError(Exception):
@@ -40,9 +40,9 @@ class WindowQuery:
 class Source(ABC):
     """Base of every prediction-log (and label) source.
 
-    A source type is a subclass with `config_model` (a `monitor.config.SourceConfig` subclass
+    A source type is a subclass with `config_model` (a `monitor.core.config.SourceConfig` subclass
     validating its section) and an `__init__(config, columns)`; built-ins are `files` and `sql`,
-    a package adds one through the `driftd.sources` entry-point group (monitor.plugins)."""
+    a package adds one through the `driftd.sources` entry-point group (monitor.core.plugins)."""
 
     config_model: ClassVar[type[SourceConfig]]
 

@@ -30,8 +30,8 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from monitor.clock import utc_timestamp
-from monitor.config import Columns, FilesSource
+from monitor.core.clock import utc_timestamp
+from monitor.core.config import Columns, FilesSource
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 _SUFFIXES = {

@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from monitor.clock import utc_timestamp
-from monitor.config import Columns, SqlSource
-from monitor.redact import mask, url_secrets
+from monitor.core.clock import utc_timestamp
+from monitor.core.config import Columns, SqlSource
+from monitor.core.redact import mask, url_secrets
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 IDS_PER_QUERY = 10_000

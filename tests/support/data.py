@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitor.config import ModelConfig
+from monitor.core.config import ModelConfig
 from monitor.demo.synthetic import CATEGORICAL, COUNTRIES, DEVICES, NUMERICAL, START, columns, predictions
 
 __all__ = ["CATEGORICAL", "COUNTRIES", "DEVICES", "NUMERICAL", "START", "columns", "model_config", "predictions", "write_parts"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor.config import Columns, FilesSource, ModelConfig, RetrainOptions
+from monitor.core.config import Columns, FilesSource, ModelConfig, RetrainOptions
 from monitor.demo.world import (  # noqa: F401  (re-exported for the tests)
     CATEGORICAL,
     FEATURES,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitor.config import Config, ModelConfig
+from monitor.core.config import Config, ModelConfig
 from retrain.pipeline import RetrainOutcome, Trigger
 
 log = logging.getLogger("driftd.retrain.target")

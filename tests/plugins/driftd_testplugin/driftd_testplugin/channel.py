@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from monitor.channels import AlertChannel, AlertEvent
-from monitor.config import Channel
+from monitor.core.config import Channel
+from monitor.observe.channels import AlertChannel, AlertEvent
 
 
 class ChatConfig(Channel):

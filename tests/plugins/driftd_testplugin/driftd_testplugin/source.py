@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.config import Columns, PositiveDuration, SourceConfig
+from monitor.core.config import Columns, PositiveDuration, SourceConfig
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 LEVELS = ("a", "b", "c")

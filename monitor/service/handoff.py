@@ -1,0 +1,104 @@
+"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time,
+each in its own child process (monitor.service.isolation) bounded by `retrain.timeout` and `retrain.memory_limit`.
+
+One worker for the whole daemon: retraining is CPU-bound and a 2-core machine gains nothing
+from two at once; the state store already refuses a second job for the same model.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.config import Config, ModelConfig
+from monitor.core.logs import log_context
+from monitor.core.redact import mask, url_secrets
+from monitor.core.statuses import JobStatus, RetrainOutcome
+from monitor.observe.metrics import Metrics
+from monitor.service.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
+from monitor.state.store import RetrainJob, StateStore
+
+log = logging.getLogger("driftd.retrain")
+
+
+class RetrainHandoff:
+    def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None,
+                 target: str = DEFAULT_TARGET) -> None:
+        """`target` names the retrain function ('module:function'), resolved in the child; tests
+        name one that raises, hangs or aborts."""
+        self._config, self._store, self._metrics = config, store, metrics
+        self._clock = clock or SystemClock()
+        self._target = target
+        self._running: IsolatedRun | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
+        self._submitted: list[Future] = []
+
+    def submit(self, job: RetrainJob, model: ModelConfig, trigger) -> Future:
+        future = self._pool.submit(self._run, job, model, trigger)
+        self._submitted = [f for f in self._submitted if not f.done()] + [future]
+        return future
+
+    def idle(self) -> bool:
+        """No retrain queued or running (its outcome recorded and published)."""
+        return all(f.done() for f in self._submitted)
+
+    def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
+        with log_context(model=model.name, check_id=trigger.check_id or "-"):
+            try:
+                self._store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
+                log.info("retrain %s started: %s", job.job_id, trigger.reason)
+                outcome = self._retrain(model, trigger)
+                self._store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
+                                               run_id=outcome.run_id, version=outcome.version)
+            except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
+                reason = self._masked(str(exc))
+                log.error("retrain %s failed: %s", job.job_id, reason)
+                self._failed(job, model, reason)
+                return
+            except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
+                log.exception("retrain %s crashed", job.job_id)
+                self._failed(job, model, self._masked(f"crashed: {exc}"))
+                return
+            finally:
+                if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go
+                    trigger.drift_report.unlink(missing_ok=True)
+            self._publish(model, outcome)
+            log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
+
+    def _failed(self, job: RetrainJob, model: ModelConfig, reason: str) -> None:
+        self._mark_failed(job, reason)
+        self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
+
+    def _retrain(self, model: ModelConfig, trigger):
+        run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
+        self._running = run
+        try:
+            # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+            return run.run(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
+        finally:
+            self._running = None
+
+    def _masked(self, reason: str) -> str:
+        # The child's message may quote a connection string; the store's and MLflow's credentials go.
+        return mask(reason, [*url_secrets(self._config.state_url), *url_secrets(self._config.mlflow.tracking_uri)])
+
+    def _mark_failed(self, job: RetrainJob, reason: str) -> None:
+        try:
+            self._store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED, reason=reason)
+        except Exception:  # the store itself is down: a restart's recovery marks the job
+            log.exception("could not record the failure of retrain %s", job.job_id)
+
+    def _publish(self, model: ModelConfig, outcome) -> None:
+        self._metrics.retrain_finished(model.name, outcome.outcome, outcome.duration_seconds)
+        if outcome.outcome == RetrainOutcome.PROMOTED and outcome.version:
+            # Sizes describe the champion: a rejected challenger's would mislead the dashboard.
+            self._metrics.champion(model.name, outcome.version)
+            if outcome.compressed_size:
+                self._metrics.model_size(model.name, "original", outcome.original_size or 0)
+                self._metrics.model_size(model.name, "compressed", outcome.compressed_size)
+
+    def shutdown(self, wait: bool) -> None:
+        if not wait and self._running is not None:  # a retrain child must not outlive the daemon
+            self._running.kill()
+        self._pool.shutdown(wait=wait, cancel_futures=True)

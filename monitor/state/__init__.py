@@ -1,0 +1,1 @@
+"""driftd's own state store: watermarks, check history, decisions, alert states, retrain jobs."""
