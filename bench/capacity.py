@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> None:
           f"{'all first checks after (s)':34} {'never':>8}   ({never} models had none)")
     cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / (ended - began)
     print(f"{'peak RSS / at the end (MiB)':34} {peak_rss_mib():8.0f} / {rss_end:.0f}")
-    print(f"{'daemon CPU (share of one core)':34} {cpu:8.0%}")
+    print(f"{'daemon CPU (share of one core)':34} {cpu:8.0%}   ({cpu * (ended - began) / max(len(published), 1):.3f} CPU-s per result)")
     if args.json:
         print("JSON " + json.dumps({
             "models": args.models, "cadence": args.cadence, "intervals": args.intervals, "workers": workers,
@@ -187,6 +187,7 @@ def run(args: argparse.Namespace) -> None:
             "staleness": max(gaps, default=float("nan")), "never": never,
             "first_done": max(firsts, default=float("nan")) if not never else None,
             "rss_peak": peak_rss_mib(), "rss_end": rss_end, "cpu": cpu, "load": [load_before, load_after],
+            "cpu_per_result": cpu * (ended - began) / max(len(published), 1),
             "other": len(published) - len(checks)}))
 
 
@@ -256,12 +257,12 @@ def table(args: argparse.Namespace) -> None:
     print(f"\nEvery run at the load of 1,000 models at a {args.equivalent:g}-s cadence ({1000 / args.equivalent:.2f} checks/s); "
           f"{os.cpu_count()} cores; load average before/after each run in the last column")
     print("| N | cadence | checks/s (needed) | lag p50 / p99 | queue delay p99 | max staleness | all first checks done | "
-          "peak RSS | daemon CPU | load |")
+          "peak RSS | daemon CPU (CPU-s per check) | load |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         first = f"{r['first_done']:.0f} s ({r['first_done'] / r['cadence']:.2f} intervals)" if r["first_done"] is not None else f"{r['never']} never"
         print(f"| {r['models']} | {r['cadence']:g} s | {r['checks_per_s']:.2f} ({r['needed_per_s']:.2f}) | {r['lag_p50']:.1f} / {r['lag_p99']:.1f} s | "
-              f"{r['delay_p99']:.1f} s | {r['staleness']:.2f} intervals | {first} | {r['rss_peak'] / 1024:.2f} GiB | {r['cpu']:.0%} | "
+              f"{r['delay_p99']:.1f} s | {r['staleness']:.2f} intervals | {first} | {r['rss_peak'] / 1024:.2f} GiB | {r['cpu']:.0%} ({r['cpu_per_result']:.2f}) | "
               f"{r['load'][0]:.1f}/{r['load'][1]:.1f} |")
 
 
