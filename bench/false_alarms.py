@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.check.drift import PreparedReference, check_drift, prepare_reference  # noqa: E402
 from monitor.check.policy import decide  # noqa: E402
 from monitor.core.config import ModelConfig, parse_config  # noqa: E402
+from monitor.core.records import CheckRecord  # noqa: E402
 from monitor.core.results import CheckStatus  # noqa: E402
-from monitor.state.store import CheckRecord  # noqa: E402
 
 SIZES = (100, 200, 500, 1000, 10_000)
 REFERENCE_ROWS = 50_000

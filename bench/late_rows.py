@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.check.late import decode, key_hashes  # noqa: E402
 from monitor.core.config import parse_config  # noqa: E402
 from monitor.core.results import CheckStatus  # noqa: E402
-from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, columns, predictions  # noqa: E402
+from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, PredictionTable, columns, predictions  # noqa: E402
 from monitor.service.daemon import Daemon  # noqa: E402
 from monitor.state.store import seen_keys  # noqa: E402
-from tests.support.daemon import PG_URL, PredictionTable  # noqa: E402
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # as the integration tests use
 
 
 def config(directory: Path, table: str, lookback: str, every: float):
@@ -56,7 +57,7 @@ def config(directory: Path, table: str, lookback: str, every: float):
 
 
 def run(lookback: str, seconds: float, every: float) -> dict[str, float]:
-    table = PredictionTable()
+    table = PredictionTable(PG_URL)
     ids, lock, written = itertools.count(), threading.Lock(), []
     stop = threading.Event()
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from monitor.core.config import Columns, Config, FilesSource, MLflowConfig, ModelConfig, RetrainOptions  # noqa: E402
 from retrain import Trigger, run_retrain  # noqa: E402
-from retrain.registry import register_baseline  # noqa: E402
+from retrain.baseline import register_baseline  # noqa: E402
 
 NOW = datetime(2024, 3, 1, tzinfo=timezone.utc)
 

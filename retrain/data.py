@@ -102,20 +102,14 @@ def load_training_data(model: ModelConfig, *, now: datetime | None = None, refer
 
 
 def _read_window(model: ModelConfig, since: datetime, until: datetime) -> pd.DataFrame:
+    from monitor.check.inputs import opened_inputs
     from monitor.check.labels import attach_labels
-    from monitor.sources import open_source
     from monitor.sources.base import WindowQuery
 
     cols = model.columns
-    source = open_source(model.source, cols)
-    labels = open_source(model.labels, cols) if model.labels is not None else None
-    try:
-        window = source.read(WindowQuery(columns=cols.to_read(target=model.labels is None), until=until, since=since))
-        return attach_labels(_validated(window, model), labels, cols)
-    finally:
-        for opened in (source, labels):
-            if opened is not None:  # SQL sources hold a connection pool
-                opened.close()
+    with opened_inputs(model) as inputs:
+        window = inputs.source.read(WindowQuery(columns=cols.to_read(target=model.labels is None), until=until, since=since))
+        return attach_labels(_validated(window, model), inputs.labels, cols)
 
 
 def _validated(window: pd.DataFrame, model: ModelConfig) -> pd.DataFrame:

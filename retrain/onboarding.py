@@ -193,7 +193,7 @@ def import_model(config: Config, model: ModelConfig, *, path: Path | None = None
     """Record an existing model in the model's MLflow experiment (an `import` run), so `driftd
     adopt` without --run/--model-uri finds it. A file is logged as the run's `sklearn_model`; a
     URI is only recorded. Returns the URI adopt will load."""
-    from retrain.registry import _quiet
+    from retrain.packaging import _quiet
 
     # The store's creation chatter and the pickle warning say nothing a user acts on here.
     with _quiet("mlflow.store.db.utils"), _quiet("alembic"), _quiet("mlflow.sklearn"):
@@ -203,7 +203,8 @@ def import_model(config: Config, model: ModelConfig, *, path: Path | None = None
 def _import(config: Config, model: ModelConfig, path: Path | None, uri: str | None) -> str:
     import mlflow
 
-    from retrain.registry import SKLEARN_MODEL, end_run, sklearn_requirements
+    from retrain.packaging import end_run, sklearn_requirements
+    from retrain.registry import SKLEARN_MODEL
     from retrain.tracking import connect, ensure_experiment
 
     estimator = load_estimator(path=path, uri=uri)

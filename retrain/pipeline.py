@@ -12,69 +12,29 @@ a failure at any point leaves the old champion serving.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from monitor.check.validate import InputError
 from monitor.core.config import Config, ModelConfig
-from monitor.sources.base import SourceError
 from retrain import registry
-from retrain.data import DataError, TrainingData, load_training_data
-from retrain.evaluate import SKLEARN, Evaluation, Gate, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
-from retrain.registry import Candidate, Champion, RegistryError, end_run
-from retrain.tracking import TrackingError, close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask, tracking_uri
+from retrain.data import TrainingData, load_training_data
+from retrain.evaluate import SKLEARN, Evaluation, Served, evaluate, higher_is_better, positive_probability, primary_metric, score
+from retrain.failures import EXPLAINED, StageFailed, failure_reason, is_mlflow_error
+from retrain.outcome import RetrainOutcome, Trigger
+from retrain.packaging import end_run, log_candidate, serving_predictions
+from retrain.registry import Candidate, Champion
+from retrain.runlog import child_run, evaluation_metrics, evaluation_tags, summary_metrics, variant_metrics
+from retrain.tracking import close_interrupted_runs, connect, connection_problem, describe, ensure_experiment, mask
 from retrain.train import estimator_params, refit
 
 log = logging.getLogger("driftd.retrain")
 
 SEED = 0
-
-
-@dataclass(frozen=True)
-class Trigger:
-    check_id: str | None
-    window_start: datetime | None
-    window_end: datetime | None
-    drifted_share: float | None
-    reason: str
-    drift_report: Path | None = None
-
-
-@dataclass(frozen=True)
-class RetrainOutcome:
-    model: str
-    outcome: str  # promoted | rejected | failed
-    reason: str
-    version: str | None
-    run_id: str | None
-    metric: str | None
-    champion_score: float | None
-    challenger_score: float | None
-    original_size: int | None
-    compressed_size: int | None
-    original_p50_ms: float | None
-    compressed_p50_ms: float | None
-    variant: str | None
-    duration_seconds: float
-    gates: tuple[Gate, ...] = ()  # with their confidence bounds, for the CLI and the MLflow run
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time by stage; "compressing: <part>" inside it
-
-
-class _Failed(Exception):
-    """A stage failed in a way already explained by its message."""
-
-
-# Failures whose message already tells the user what happened and what to do.
-_EXPLAINED = (_Failed, DataError, SourceError, InputError, RegistryError)
 
 
 def run_retrain(
@@ -147,11 +107,11 @@ class _Retrain:
         candidate = Candidate(
             estimator, self.compression, data.fit_rows, self.trigger.reason, self.evaluation.metric,
             self.evaluation.challenger_score, self.evaluation.gates, self.trigger.drift_report,
-            tags=_evaluation_tags(self.evaluation),
+            tags=evaluation_tags(self.evaluation),
             # rows the new version was not trained on: its quality estimator is calibrated on them
             calibration_rows=pd.concat([data.validation, data.holdout], ignore_index=True),
         )  # fmt: skip
-        logged = registry.log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
+        logged = log_candidate(client, self.model, candidate, self.run_id)  # type: ignore[arg-type]
         self.variant, self.version = logged.variant, logged.version
         self.say(f"registered {self.model.mlflow_name} version {logged.version} ({logged.variant} variant, reference of {logged.reference_rows} rows)")
         if self.evaluation.passed:
@@ -176,7 +136,7 @@ class _Retrain:
             log.warning("could not settle versions left pending by an earlier retrain of %s: %s", self.model.name, describe(exc))
         champ = registry.champion(self.config, self.model)
         if champ is None:
-            raise _Failed(
+            raise StageFailed(
                 f"{self.model.mlflow_name!r} has no champion in the MLflow registry: there is nothing to retrain from; "
                 "register one with `driftd adopt` (or the demo's baseline) first"
             )
@@ -184,7 +144,7 @@ class _Retrain:
         try:
             template = mlflow.sklearn.load_model(uri)
         except Exception as exc:
-            raise _Failed(
+            raise StageFailed(
                 f"cannot load the scikit-learn model of champion version {champ.version} from {mask(uri)}: {describe(exc)}; "
                 "driftd retrains by refitting it — adopt a scikit-learn model with `driftd adopt`"
             ) from None
@@ -212,7 +172,7 @@ class _Retrain:
 
         self._at("training")
         self.say(f"training {type(template).__name__} on {len(data.train)} rows")
-        with _child("train"):
+        with child_run("train"):
             trained = refit(template, data.train, features=data.features, target=data.target, seed=SEED,
                             cores=self.model.retrain.n_jobs)
             mlflow.log_params(trained.params)
@@ -228,7 +188,7 @@ class _Retrain:
 
         self._at("tuning")
         self.say("tuning: a bounded search around the champion's parameters")
-        with _child("tune"):
+        with child_run("tune"):
             result = tune(
                 estimator, data.train, data.validation, features=data.features, target=data.target,
                 score=self._score, higher_is_better=higher_is_better(self.metric or ""), seed=SEED, on_trial=self._log_trial,
@@ -243,7 +203,7 @@ class _Retrain:
     def _log_trial(self, trial: Any) -> None:
         import mlflow
 
-        with _child(f"trial {trial.number}"):
+        with child_run(f"trial {trial.number}"):
             mlflow.log_params(trial.params or {"params": "champion's"})
             mlflow.log_metrics({f"validation_{self.metric}": trial.score, "seconds": trial.seconds})
 
@@ -256,7 +216,7 @@ class _Retrain:
         cols, options = self.model.columns, self.model.retrain
         strategies = list(options.compression)
         self.say(f"compressing: {', '.join(strategies) or 'no strategies configured'}")
-        with _child("compress"):
+        with child_run("compress"):
             mlflow.log_params({"strategies": ",".join(strategies) or "none", "max_quality_loss": options.max_quality_loss})
             if not strategies:
                 mlflow.set_tag("driftd.compression_note", "no compression strategies configured")
@@ -267,7 +227,7 @@ class _Retrain:
                 categorical=cols.categorical, task=self.model.task, strategies=strategies,
                 max_quality_loss=options.max_quality_loss, metric=self.metric, confidence=options.confidence, seed=SEED,
             )  # fmt: skip
-            mlflow.log_metrics(_variant_metrics(result))
+            mlflow.log_metrics(variant_metrics(result))
             mlflow.set_tag("driftd.compression_note", str(result.reason)[:5000])
         chosen = result.chosen if result.onnx_model is not None else None
         if chosen is None:
@@ -284,8 +244,8 @@ class _Retrain:
         holdout, options = data.holdout, self.model.retrain
         self.say(f"evaluating against champion version {champ.version} on the {len(holdout)} most recent rows "
                  f"({options.confidence:.0%} confidence bounds)")
-        with _child("evaluate"):
-            champion = Served("champion", *registry.serving_predictions(champ.model_uri, holdout, self.model))
+        with child_run("evaluate"):
+            champion = Served("champion", *serving_predictions(champ.model_uri, holdout, self.model))
             uncompressed = self._served(SKLEARN, estimator, holdout)
             result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
                               candidates=self._compressed(holdout), options=options)
@@ -295,7 +255,7 @@ class _Retrain:
                     self.compression = fuller       # conversion, built only now, is the next fallback
                     result = evaluate(self.model, holdout, champion=champion, uncompressed=uncompressed,
                                       candidates=self._compressed(holdout), options=options)
-            mlflow.log_metrics(_evaluation_metrics(result))
+            mlflow.log_metrics(evaluation_metrics(result))
             mlflow.set_tags({f"driftd.gate.{g.name}": g.tag for g in result.gates})
         if self.compression is not None:
             served = next((v for v in (self.compression.chosen, self.compression.lossless) if v and v.name == result.served), None)
@@ -407,9 +367,9 @@ class _Retrain:
         )
 
     def _failed(self, exc: Exception) -> RetrainOutcome:
-        reason = _reason(exc, self.stage, self.config)
-        self.unreachable = _is_mlflow_error(exc) and connection_problem(str(exc)) is not None
-        if not isinstance(exc, _EXPLAINED) and not _is_mlflow_error(exc):  # a bug: keep the traceback
+        reason = failure_reason(exc, self.stage, self.config)
+        self.unreachable = is_mlflow_error(exc) and connection_problem(str(exc)) is not None
+        if not isinstance(exc, EXPLAINED) and not is_mlflow_error(exc):  # a bug: keep the traceback
             log.error("retrain of %s failed while %s: %s", self.model.name, self.stage, reason, exc_info=exc)
         self.say(f"failed while {self.stage}: {reason}")
         self._mark_version_failed(reason)
@@ -430,7 +390,7 @@ class _Retrain:
 
         if outcome.outcome != "failed":
             try:
-                mlflow.log_metrics(_summary_metrics(outcome))
+                mlflow.log_metrics(summary_metrics(outcome))
                 mlflow.set_tags({"driftd.outcome": outcome.outcome, "driftd.reason": outcome.reason[:5000]})
             except Exception as exc:
                 log.warning("could not record the outcome on run %s: %s", self.run_id, describe(exc))
@@ -442,100 +402,3 @@ class _Retrain:
             except Exception:  # the reason is in the outcome; the next retrain closes this run anyway
                 pass
         end_run("FAILED")
-
-
-@contextmanager
-def _child(name: str) -> Iterator[Any]:
-    """A nested run for one stage that ends FAILED on error without masking the error."""
-    import mlflow
-
-    parent = mlflow.active_run()
-    assert parent is not None, "stage runs nest under the retrain's parent run"
-    # Without an explicit experiment MLflow files nested runs under the default experiment.
-    run = mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags={"driftd.stage": name})
-    status = "FAILED"
-    try:
-        yield run
-        status = "FINISHED"
-    finally:
-        end_run(status)
-
-
-def _reason(exc: Exception, stage: str, config: Config) -> str:
-    if isinstance(exc, _EXPLAINED):
-        return mask(str(exc))
-    if _is_mlflow_error(exc):
-        where = f"MLflow at {mask(tracking_uri(config))}"
-        problem = connection_problem(str(exc))
-        unchanged = "" if stage == "promoting" else "; the champion is unchanged"
-        if problem:
-            return f"{where} is unreachable ({problem}) while {stage}{unchanged} — check the tracking server, then retrain again"
-        return f"{where} failed while {stage}{unchanged}: {describe(exc)}"
-    return f"{type(exc).__name__} while {stage}: {describe(exc)}"
-
-
-def _is_mlflow_error(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        from requests.exceptions import RequestException
-    except ImportError:  # pragma: no cover - requests comes with mlflow
-        RequestException = ()  # type: ignore[assignment,misc]
-    return isinstance(exc, (TrackingError, MlflowException, RequestException, ConnectionError, TimeoutError))
-
-
-def _variant_metrics(result: Any) -> dict[str, float]:
-    """size, latency and quality of every variant, keyed `<variant>.<measure>`."""
-    metrics: dict[str, float] = {}
-    for variant in [result.original, *result.variants]:
-        name = metric_key(variant.name)
-        for key in ("size_bytes", "native_bytes", "p50_ms", "p99_ms", "batch10k_ms", "quality", "agreement"):
-            if key == "size_bytes" and not getattr(variant, "converted", True):
-                continue  # scored natively, never converted: it has no ONNX size (native_bytes ranks it)
-            value = getattr(variant, key, None)
-            if isinstance(value, (int, float)) and np.isfinite(value):
-                metrics[f"{name}.{key}"] = float(value)
-        metrics[f"{name}.passed"] = float(bool(getattr(variant, "passed", True)))
-    return metrics
-
-
-def metric_key(name: str) -> str:
-    """`prune_trees(k=6)` -> `prune_trees_k_6`: MLflow metric names allow few characters."""
-    return re.sub(r"[^A-Za-z0-9_.\- /]+", "_", name).strip("_") or "variant"
-
-
-def _evaluation_metrics(ev: Evaluation) -> dict[str, float]:
-    metrics = {"challenger_score": ev.challenger_score, "uncompressed_score": ev.uncompressed_score,
-               "gate.confidence": ev.confidence, "gate.holdout_rows": float(ev.holdout_rows)}
-    if ev.champion_score is not None:
-        metrics["champion_score"] = ev.champion_score
-    for gate in ev.gates:
-        metrics[f"gate.{gate.name}.value"] = gate.value
-        metrics[f"gate.{gate.name}.passed"] = float(gate.passed)
-        if gate.bound is not None:
-            metrics[f"gate.{gate.name}.lower_bound"] = gate.bound
-    return metrics
-
-
-def _evaluation_tags(ev: Evaluation) -> dict[str, str]:
-    """Version tags beyond the gates' own: why the challenger was rejected, and which
-    compressed variants were refused on the way to the one that serves."""
-    tags = {"driftd.gate.confidence": f"{ev.confidence:g}", "driftd.gate.holdout_rows": str(ev.holdout_rows)}
-    if ev.refused:
-        tags["driftd.gate.compression.refused"] = "; ".join(ev.refused)[:5000]
-    if not ev.passed:
-        tags["driftd.rejected_reason"] = ev.reason[:5000]
-    return tags
-
-
-def _summary_metrics(outcome: RetrainOutcome) -> dict[str, float]:
-    values = {
-        "champion_score": outcome.champion_score,
-        "challenger_score": outcome.challenger_score,
-        "size_bytes.original": outcome.original_size,
-        "size_bytes.compressed": outcome.compressed_size,
-        "p50_ms.original": outcome.original_p50_ms,
-        "p50_ms.compressed": outcome.compressed_p50_ms,
-        "duration_seconds": outcome.duration_seconds,
-    }
-    return {k: float(v) for k, v in values.items() if v is not None}

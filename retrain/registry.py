@@ -47,31 +47,29 @@ Conventions (the MLflow UI, the daemon and the CLI all rely on them):
   `challenger` marks the latest rejected version. Promotion moves `champion` LAST, so a
   failure anywhere before leaves the old champion serving.
 
+How a version is logged: retrain.packaging; a champion without a retrain (baseline, adopt):
+retrain.baseline.
+
 MLflow's `search_model_versions` returns empty aliases (MLflow bug): aliases are read with
 `get_model_version_by_alias` only.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from monitor.core.config import Config, ModelConfig
 from monitor.core.tables import ReferenceError
 from monitor.core.tables import read_table as read_reference
 from retrain.evaluate import Gate
-from retrain.tracking import TrackingError, connect, describe, ensure_experiment, is_missing, mask
+from retrain.tracking import TrackingError, connect, describe, is_missing, mask
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -362,219 +360,6 @@ def _now() -> str:
 # --- logging a version --------------------------------------------------------------------
 
 
-def log_candidate(client: MlflowClient, model: ModelConfig, candidate: Candidate, run_id: str) -> Logged:
-    """Log models and reference into the active run `run_id` and register a version.
-
-    Aliases are not touched: the caller decides between promotion and rejection."""
-    import mlflow
-
-    features = list(model.columns.features)
-    with _quiet("mlflow.sklearn"):  # its pickle warning: the registry is the trust boundary
-        sklearn_info = mlflow.sklearn.log_model(
-            candidate.estimator,
-            name=SKLEARN_MODEL,
-            serialization_format="cloudpickle",
-            pip_requirements=sklearn_requirements(),
-            signature=_signature(candidate.estimator, candidate.fit_rows[features]),
-        )
-    if candidate.variant != "none":
-        from retrain.compress import log_onnx_model
-
-        serving = log_onnx_model(candidate.compression, SERVING_MODEL, model.columns.numerical, model.columns.categorical, candidate.fit_rows)
-    else:
-        serving = _log_sklearn_serving(sklearn_info.model_uri, candidate.fit_rows[features])
-    reference = reference_frame(model, candidate)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp, "driftd")
-        folder.mkdir()
-        reference.to_parquet(folder / "reference.parquet", index=False)
-        (folder / "schema.json").write_text(json.dumps(schema(model, reference), indent=2))
-        if candidate.drift_report is not None and candidate.drift_report.is_file():
-            shutil.copyfile(candidate.drift_report, folder / "drift_report.html")
-        _save_estimator(model, candidate, folder / "estimator")
-        client.log_artifacts(run_id, str(folder), "driftd")
-    tags = version_tags(candidate, sklearn_info.model_uri)
-    _ensure_registered_model(client, model)
-    version = client.create_model_version(
-        model.mlflow_name, source=serving.model_uri, run_id=run_id, tags=tags, model_id=serving.model_id, await_creation_for=60
-    )
-    return Logged(str(version.version), serving.model_uri, sklearn_info.model_uri, candidate.variant, len(reference))
-
-
-# The sklearn model served through the same output contract as the ONNX variants (columns
-# `prediction` and `proba_<class>`), so consumers of models:/NAME@champion need not care
-# which variant serves. Models-from-code: loading it needs mlflow and sklearn, not driftd.
-_SKLEARN_PYFUNC = '''"""driftd: serve a scikit-learn model from a DataFrame of raw columns."""
-import mlflow
-import pandas as pd
-
-
-class SklearnFrameModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context):
-        self.model = mlflow.sklearn.load_model(context.artifacts["sklearn_model"])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        frame = pd.DataFrame(model_input)
-        # scikit-learn wants exactly its training columns, in their order, when it was fitted on them.
-        names = getattr(self.model, "feature_names_in_", None)
-        inputs = frame[list(names)] if names is not None and all(n in frame.columns for n in names) else frame
-        result = pd.DataFrame({"prediction": self.model.predict(inputs)}, index=frame.index)
-        if hasattr(self.model, "predict_proba") and hasattr(self.model, "classes_"):
-            proba = self.model.predict_proba(inputs)
-            for k, label in enumerate(self.model.classes_):
-                result[f"proba_{label}"] = proba[:, k]
-        return result
-
-
-mlflow.models.set_model(SklearnFrameModel())
-'''
-
-
-def _log_sklearn_serving(sklearn_model_uri: str, example: pd.DataFrame) -> Any:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        code = Path(tmp, "driftd_sklearn_pyfunc.py")
-        code.write_text(_SKLEARN_PYFUNC)
-        return mlflow.pyfunc.log_model(
-            name=SERVING_MODEL,
-            python_model=str(code),
-            artifacts={"sklearn_model": sklearn_model_uri},
-            input_example=example.head(5),
-            pip_requirements=sklearn_requirements() + [f"mlflow=={mlflow.__version__}"],
-        )
-
-
-@contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    target = logging.getLogger(logger)
-    level = target.level
-    target.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        target.setLevel(level)
-
-
-def version_tags(candidate: Candidate, sklearn_model_uri: str) -> dict[str, str]:
-    tags = {
-        "driftd.trigger": candidate.trigger[:5000],
-        "driftd.compression": candidate.variant,
-        "driftd.primary_metric": candidate.primary_metric,
-        "driftd.validation_score": "" if candidate.validation_score is None else repr(float(candidate.validation_score)),
-        "driftd.sklearn_model_uri": sklearn_model_uri,
-        OUTCOME_TAG: "pending",  # until promoted, rejected or failed
-    }
-    if candidate.variant != "none" and candidate.compression is not None:
-        tags["driftd.onnx_opset"] = str(candidate.compression.target_opset)
-    tags.update({f"driftd.gate.{g.name}": g.tag for g in candidate.gates})
-    tags.update(candidate.tags)
-    return tags
-
-
-def sklearn_requirements() -> list[str]:
-    import cloudpickle
-    import sklearn
-
-    return [f"scikit-learn=={sklearn.__version__}", f"cloudpickle=={cloudpickle.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
-
-
-def _signature(estimator: Any, features: pd.DataFrame) -> Any:
-    from mlflow.models import infer_signature
-
-    from retrain.onboarding import input_frame
-
-    sample = features.head(50)
-    return infer_signature(sample, estimator.predict(input_frame(estimator, sample, list(sample.columns))))
-
-
-def _ensure_registered_model(client: MlflowClient, model: ModelConfig) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(model.mlflow_name)
-        return
-    except MlflowException as exc:
-        if not is_missing(exc):
-            raise
-    try:
-        client.create_registered_model(
-            model.mlflow_name,
-            tags={"driftd.model": model.name, "driftd.task": model.task},
-            description=f"Managed by driftd: model {model.name!r}; the `champion` alias serves.",
-        )
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-
-
-def predictions(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """What the serving variant of `candidate` predicts for `frame`: labels/values and probabilities."""
-    cols = model.columns
-    if candidate.variant != "none" and candidate.compression is not None:
-        from retrain.compress import onnx_predict
-
-        return onnx_predict(candidate.compression.onnx_model, frame, cols.numerical, cols.categorical)
-    from retrain.onboarding import input_frame
-
-    estimator = candidate.estimator
-    inputs = input_frame(estimator, frame, cols.features)
-    proba = estimator.predict_proba(inputs) if hasattr(estimator, "predict_proba") and model.task != "regression" else None
-    return np.asarray(estimator.predict(inputs)), proba
-
-
-def reference_frame(model: ModelConfig, candidate: Candidate) -> pd.DataFrame:
-    """The new reference: fit rows' features (+ target) and the version's own predictions."""
-    cols = model.columns
-    keep = [c for c in [*cols.features, cols.target] if c and c in candidate.fit_rows.columns]
-    reference = candidate.fit_rows[keep].reset_index(drop=True)
-    labels, proba = predictions(model, candidate, reference)
-    reference[cols.prediction] = labels
-    if cols.probability and proba is not None and model.task == "binary_classification":
-        reference[cols.probability] = np.asarray(proba)[:, -1]
-    return reference
-
-
-def _save_estimator(model: ModelConfig, candidate: Candidate, folder: Path) -> None:
-    """Fit the version's quality estimator on its calibration rows, scored by its serving variant.
-    Without one the daemon refits on the reference: worth a warning, never a failed retrain."""
-    from monitor.check.estimates import fit_for
-    from monitor.check.estimation import EstimatorError, save_estimator
-
-    rows = candidate.calibration_rows
-    if not model.estimation.enabled or rows is None or model.columns.target is None:
-        return
-    try:
-        frame = estimation_frame(model, candidate, rows)
-        save_estimator(fit_for(model, frame), folder)
-    except (EstimatorError, ValueError) as exc:
-        log.warning("no estimator artifact for %s (%d calibration rows): %s; the daemon will refit on the reference",
-                    model.name, len(rows), exc)
-
-
-def estimation_frame(model: ModelConfig, candidate: Candidate, rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (features + target) with the serving variant's prediction and probability columns,
-    as the prediction logs will carry them."""
-    cols = model.columns
-    keep = [c for c in [*cols.features, cols.target] if c and c in rows.columns]
-    frame = rows[keep].reset_index(drop=True)
-    labels, proba = predictions(model, candidate, frame)
-    frame[cols.prediction] = labels
-    if proba is not None and model.task != "regression":
-        proba = np.asarray(proba)
-        if cols.probability and model.task == "binary_classification":
-            frame[cols.probability] = proba[:, -1]
-        classes = list(getattr(candidate.estimator, "classes_", []))
-        for label, column in model.estimation.probabilities.items():
-            index = next((i for i, c in enumerate(classes) if str(c) == str(label)), None)
-            if index is None:
-                raise ValueError(f"estimation.probabilities names class {label!r}, which the model does not predict ({classes})")
-            frame[column] = proba[:, index]
-        if cols.probability and model.task != "binary_classification" and cols.probability not in frame.columns:
-            frame[cols.probability] = proba.max(axis=1)  # the predicted class's confidence
-    return frame
-
-
 def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | None:
     """The quality estimator logged with `version` (None when it has none). Raises the
     estimator's own EstimatorError for a file of another format or scikit-learn version."""
@@ -595,181 +380,9 @@ def load_estimator(config: Config, model: ModelConfig, version: str) -> Any | No
         return read(Path(path))
 
 
-def schema(model: ModelConfig, reference: pd.DataFrame) -> dict[str, Any]:
-    cols = model.columns
-    roles = {**{c: "numerical" for c in cols.numerical}, **{c: "categorical" for c in cols.categorical}}
-    roles.update({c: role for c, role in ((cols.prediction, "prediction"), (cols.probability, "probability"), (cols.target, "target")) if c})
-    return {
-        "model": model.name,
-        "task": model.task,
-        "rows": len(reference),
-        "columns": [{"name": c, "role": roles.get(c, "other"), "dtype": str(reference[c].dtype)} for c in reference.columns],
-    }
-
-
 # --- serving predictions of an existing version ---------------------------------------------
 
 
-def serving_predictions(model_uri: str, frame: pd.DataFrame, model: ModelConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels/values (and positive-class probability for binary models, when the serving
-    model exposes it) predicted by the pyfunc at `model_uri`."""
-    import mlflow
-
-    output = mlflow.pyfunc.load_model(model_uri).predict(frame[list(model.columns.features)])
-    if isinstance(output, pd.DataFrame):
-        labels = output["prediction"] if "prediction" in output.columns else output.iloc[:, 0]
-        proba_columns = [c for c in output.columns if str(c).startswith("proba_")]
-        proba = output[proba_columns].to_numpy() if proba_columns else None
-        return labels.to_numpy(), proba
-    return np.asarray(output).reshape(-1), None
-
-
 # --- adopting and bootstrapping -------------------------------------------------------------
-
-
-def register_baseline(config: Config, model: ModelConfig, estimator: Any, reference: pd.DataFrame, holdout: pd.DataFrame) -> str:
-    """Log a freshly trained `estimator` (compressed as a retrain would) with its reference
-    rows and register it as champion; returns the version. `holdout` (with the target) gives
-    the version's `driftd.validation_score`."""
-    from retrain.evaluate import primary_metric
-
-    compression = _compress_baseline(model, estimator, reference, holdout)
-    candidate = Candidate(estimator, compression, reference, "baseline", primary_metric(model), None, calibration_rows=holdout)
-    return _register_as_champion(config, model, _scored(model, candidate, holdout), kind="baseline")
-
-
-def _scored(model: ModelConfig, candidate: Candidate, frame: pd.DataFrame) -> Candidate:
-    """`candidate` with its serving variant's score on the labelled rows of `frame`, if any."""
-    from retrain.evaluate import positive_probability, score
-
-    target = model.columns.target
-    if not target or target not in frame.columns or frame[target].isna().all():
-        return candidate
-    labelled = frame[frame[target].notna()]
-    labels, proba = predictions(model, candidate, labelled)
-    return replace(candidate, validation_score=score(model, labelled, labels, positive_probability(model, proba)))
-
-
-def _compress_baseline(model: ModelConfig, estimator: Any, reference: pd.DataFrame, holdout: pd.DataFrame) -> Any | None:
-    """Compress as a retrain would: choose on the older half of the labelled holdout, gate
-    the choice on the newer half (the reference rows trained the model: useless for either)."""
-    from retrain.compress import compress, onnx_predict
-    from retrain.evaluate import Served, gate_compression
-
-    cols = model.columns
-    options = model.retrain
-    if not options.compression or cols.target is None:
-        return None
-    labelled = holdout[holdout[cols.target].notna()]
-    if len(labelled) < 4:
-        return None
-    choose_on, gate_on = labelled.iloc[: len(labelled) // 2], labelled.iloc[len(labelled) // 2 :]
-    result = compress(
-        estimator, choose_on, target=cols.target, numerical=cols.numerical, categorical=cols.categorical,
-        task=model.task, strategies=list(options.compression), max_quality_loss=options.max_quality_loss,
-        confidence=options.confidence, seed=0,
-    )  # fmt: skip
-    uncompressed = Served("none", np.asarray(estimator.predict(gate_on[cols.features])), lossless=True)
-
-    def gate(result: Any) -> Served:
-        graphs = {v.name: (v, g) for v, g in ((result.lossless, result.lossless_model), (result.chosen, result.onnx_model)) if v and g}
-        candidates = [Served(name, onnx_predict(g, gate_on, cols.numerical, cols.categorical)[0], lossless=v.lossless)
-                      for name, (v, g) in reversed(graphs.items())]
-        return gate_compression(model, gate_on, uncompressed.labels, [*candidates, uncompressed], options)[0]
-
-    served = gate(result)
-    fuller = result.with_lossless() if served is uncompressed else result
-    if fuller is not result:  # the chosen lossy variant was refused: the lossless conversion, built only now
-        result, served = fuller, gate(fuller)
-    variant = next((v for v in (result.chosen, result.lossless) if v is not None and v.name == served.name), None)
-    return result.serving(variant) if variant is not None else None
-
-
-def adopt(config: Config, model: ModelConfig, *, run_id: str | None = None, model_uri: str | None = None, reference: Path) -> str:
-    """Take an existing scikit-learn model (by `run_id` or `model_uri`; neither: the latest one
-    `driftd init` imported) under driftd's care: re-log it with `reference` (a .parquet/.csv of
-    its training data) and make it champion. A model that cannot take the monitored columns is
-    refused with the reason in words.
-
-    When the reference carries the target, the model's score on it becomes the version's
-    `driftd.validation_score`."""
-    import mlflow
-
-    from retrain.evaluate import primary_metric
-    from retrain.onboarding import ModelInputError, check_inputs, latest_import
-
-    if run_id is not None and model_uri is not None:
-        raise RegistryError("give at most one of run_id or model_uri for the model to adopt")
-    connect(config)
-    uri = model_uri or (_model_uri_of_run(config, run_id) if run_id else latest_import(config, model))
-    if uri is None:
-        raise RegistryError(
-            f"nothing to adopt for {model.name!r}: give --run ID or --model-uri URI, or import a pickled model first with "
-            "`driftd init ... --model-file FILE` (or --model-uri)"
-        )
-    try:
-        estimator = mlflow.sklearn.load_model(uri)
-    except Exception as exc:
-        raise RegistryError(f"cannot load a scikit-learn model from {mask(uri)}: {describe(exc)}; "
-                            "driftd retrains by refitting a scikit-learn estimator") from None
-    try:
-        for note in check_inputs(estimator, model, what=f"the model at {mask(uri)}"):
-            log.warning("%s", note)
-    except ModelInputError as exc:
-        raise RegistryError(str(exc)) from None
-    frame = read_table(reference)
-    missing = [c for c in model.columns.features if c not in frame.columns]
-    if missing:
-        raise RegistryError(f"reference file {reference} lacks the feature columns {missing} of model {model.name!r}")
-    candidate = Candidate(estimator, None, frame, "adopt", primary_metric(model), None, tags={"driftd.adopted_from": mask(uri)})
-    try:
-        candidate = _scored(model, candidate, frame)
-    except ValueError as exc:  # scikit-learn's own words about the input, e.g. a category it never saw as a number
-        raise RegistryError(f"the model at {mask(uri)} cannot predict the rows of {reference}: {exc}") from None
-    return _register_as_champion(config, model, candidate, kind="adopt")
-
-
-def _model_uri_of_run(config: Config, run_id: str) -> str:
-    """The scikit-learn model logged by run `run_id` (MLflow 3 logged model, or runs:/…/model)."""
-    client = connect(config)
-    try:
-        run = client.get_run(run_id)
-        found = client.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
-    except Exception as exc:
-        raise RegistryError(f"cannot read run {run_id}: {describe(exc)}") from None
-    if not found:
-        return f"runs:/{run_id}/model"
-    preferred = [m for m in found if m.name in (SKLEARN_MODEL, SERVING_MODEL)] or list(found)
-    return f"models:/{preferred[0].model_id}"
-
-
-def _register_as_champion(config: Config, model: ModelConfig, candidate: Candidate, *, kind: str) -> str:
-    import mlflow
-
-    client = connect(config)
-    experiment = ensure_experiment(client, config, model)
-    tags = {"driftd.kind": kind, "driftd.trigger": kind, "driftd.model": model.name, "driftd.config_hash": config.fingerprint()}
-    run = mlflow.start_run(experiment_id=experiment, run_name=kind, tags=tags)
-    status = "FAILED"
-    try:
-        if candidate.validation_score is not None:
-            mlflow.log_metric("validation_score", candidate.validation_score)
-        mlflow.log_param("rows.reference", len(candidate.fit_rows))
-        logged = log_candidate(client, model, candidate, run.info.run_id)
-        move_champion(client, model.mlflow_name, logged.version)
-        status = "FINISHED"
-        return logged.version
-    finally:
-        end_run(status)
-
-
-def end_run(status: str) -> None:
-    """End the active run; a dead server must not mask the error that got us here."""
-    import mlflow
-
-    try:
-        mlflow.end_run(status)
-    except Exception as exc:  # mlflow pops the run off its stack before the call that failed
-        log.warning("could not mark the MLflow run %s: %s", status, describe(exc))
 
 

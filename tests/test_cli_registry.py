@@ -12,7 +12,8 @@ import yaml
 from monitor.core.config import load_config
 from monitor.demo.world import CATEGORICAL, FEATURES, NUMERICAL, TARGET, make_loans, train_baseline, with_predictions
 from monitor.service.reference import References
-from retrain.registry import champion, register_baseline
+from retrain.baseline import register_baseline
+from retrain.registry import champion
 
 
 def _driftd(*args: str) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-import retrain.compress as compress_module
+import retrain.compress.measure as measure
 from retrain.compress import check_convertible, compress, log_onnx_model, onnx_predict, selection_split
 from retrain.onnx_model import to_onnx_model
 
@@ -162,7 +162,7 @@ def test_a_graph_that_disagrees_with_its_sklearn_model_is_refused(monkeypatch):
     estimator = fitted(LogisticRegression(max_iter=1000), frame)
     flipped = frame.assign(y=1 - frame["y"])
     impostor = fitted(LogisticRegression(max_iter=1000), flipped)
-    monkeypatch.setattr(compress_module, "to_onnx_model", lambda *args: to_onnx_model(impostor, NUMERICAL, CATEGORICAL))
+    monkeypatch.setattr(measure, "to_onnx_model", lambda *args: to_onnx_model(impostor, NUMERICAL, CATEGORICAL))
 
     result = run(estimator, frame, strategies=["onnx"], loss=1.0)  # a loss budget that would admit anything
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import yaml
 
+from monitor.demo.synthetic import PredictionTable
 from monitor.state.store import StateStore
-from tests.support.daemon import PG_URL, PredictionTable, daemon_config, metric_value, running
+from tests.support.daemon import PG_URL, daemon_config, metric_value, running
 from tests.support.promstack import free_port, query, start_alertmanager, start_prometheus, wait_for
 from tests.support.receiver import Receiver
 from tests.support.tcpproxy import TcpProxy
@@ -22,7 +23,7 @@ PG_PASSWORD = "pg-pass-7f3e9a"  # trust auth ignores it; it is here to prove it 
 
 @pytest.fixture
 def table():
-    t = PredictionTable()
+    t = PredictionTable(PG_URL)
     yield t
     t.drop()
 

@@ -15,16 +15,16 @@ import pandas as pd
 import pytest
 
 from monitor.check.estimates import REFERENCE, fit_for, prepare_signals
-from monitor.check.estimation import Estimate, EstimatedQuality, EstimationGap
 from monitor.check.policy import decide
 from monitor.check.run import WindowSpec, run_check
 from monitor.core.config import Config, MLflowConfig, ModelConfig, NOfM, Policy, RetrainOptions
-from monitor.core.results import CheckResult, CheckStatus
+from monitor.core.records import CheckRecord
+from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQuality, EstimationGap
 from monitor.observe.metrics import Metrics
 from monitor.service.cycle import open_inputs
 from monitor.service.reference import References
-from monitor.state.store import CheckRecord
-from retrain.registry import ESTIMATOR_ARTIFACTS, champion, register_baseline
+from retrain.baseline import register_baseline
+from retrain.registry import ESTIMATOR_ARTIFACTS, champion
 from tests.support.models import FEATURES, PROBABILITY, START, TARGET, make_loans, model_config, train_baseline, with_predictions, write_log
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

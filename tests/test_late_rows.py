@@ -20,12 +20,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from monitor.check.late import decode, key_hashes
+from monitor.check.late import key_hashes
 from monitor.core.config import Config, parse_config
+from monitor.core.records import decode
 from monitor.core.results import CheckStatus
+from monitor.demo.synthetic import PredictionTable
 from monitor.service.daemon import Daemon
 from monitor.state.store import StateStore, seen_keys
-from tests.support.daemon import PG_URL, PredictionTable, metric_value
+from tests.support.daemon import PG_URL, metric_value
 from tests.support.data import CATEGORICAL, NUMERICAL, columns, predictions
 
 MODEL = "churn"
@@ -161,7 +163,7 @@ def run_concurrent_writers(daemon: Daemon, writers: Writers, hold_late) -> None:
 
 @pytest.mark.integration
 def test_concurrent_postgres_writers_holding_transactions_open_lose_no_row(tmp_path):
-    table = PredictionTable()
+    table = PredictionTable(PG_URL)
     daemon = Daemon(make_config(tmp_path, {"type": "sql", "url": PG_URL, "table": table.name}))
     try:
         writers = Writers(table.engine, table.table)
@@ -316,7 +318,7 @@ def test_files_count_null_timestamps_from_parquet_statistics_and_text(tmp_path):
 
 
 def test_the_bookkeeping_commits_with_the_watermark_or_not_at_all(tmp_path):
-    from monitor.check.late import Seen
+    from monitor.core.records import Seen
 
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()

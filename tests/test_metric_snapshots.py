@@ -8,8 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.check.estimation import Estimate, EstimatedQuality, EstimationGap
-from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, MultivariateSignal, Quality
+from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQuality, EstimationGap, FeatureDrift, MultivariateSignal, Quality
 from monitor.observe.gauges import ModelSnapshot
 from monitor.observe.metrics import Metrics
 from tests.test_metrics import T0, check, feature, series, value

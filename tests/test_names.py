@@ -21,9 +21,10 @@ from monitor.core.results import CheckStatus
 from monitor.service.reference import References
 from monitor.sources import open_source
 from retrain import Trigger, run_retrain
+from retrain.baseline import register_baseline
 from retrain.compress import compress
 from retrain.onnx_model import onnx_predict, session
-from retrain.registry import champion, register_baseline
+from retrain.registry import champion
 from tests.support.owndata import (
     CATEGORICAL,
     FEATURES,

@@ -167,7 +167,7 @@ def test_compress_builds_scores_and_chooses_a_plugin_candidate() -> None:
 
 
 def test_a_failing_compressor_is_skipped_not_fatal() -> None:
-    from retrain.compress import _candidates_of
+    from retrain.compress.select import _candidates_of
 
     registry_name = "testplugin-compressor"
     skipped = _candidates_of(registry_name, build=None, taken=set())  # type: ignore[arg-type]  # build.model is read

@@ -13,8 +13,8 @@ import pytest
 
 from monitor.check.policy import Decision, decide
 from monitor.core.config import NOfM, Policy, RetrainOptions
+from monitor.core.records import CheckRecord, RetrainJob
 from monitor.core.results import CheckStatus, Quality
-from monitor.state.store import CheckRecord, RetrainJob
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 STATUS = {"d": CheckStatus.DRIFT, "c": CheckStatus.OK, "i": CheckStatus.INSUFFICIENT_DATA, "e": CheckStatus.ERROR}

@@ -16,7 +16,8 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from monitor.core.config import Config, MLflowConfig, ModelConfig
-from retrain.registry import RegistryError, adopt, champion, load_reference, promote, register_baseline, rollback
+from retrain.baseline import adopt, register_baseline
+from retrain.registry import RegistryError, champion, load_reference, promote, rollback
 from retrain.tracking import mask
 from tests.support.mlflow_server import free_port
 from tests.support.models import FEATURES, PREDICTION, PROBABILITY, TARGET, make_loans, model_config, train_baseline, with_predictions

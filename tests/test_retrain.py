@@ -21,10 +21,11 @@ from sklearn.metrics import accuracy_score
 from monitor.core.config import Config, MLflowConfig, ModelConfig
 from monitor.state.store import StateStore
 from retrain import RetrainOutcome, Trigger, run_retrain
+from retrain.baseline import register_baseline
 from retrain.bounds import paired_gain
 from retrain.data import InsufficientData, load_training_data, split_by_time
 from retrain.evaluate import Served, gate_compression, improvement_gate
-from retrain.registry import champion, load_reference, register_baseline
+from retrain.registry import champion, load_reference
 from retrain.tune import tune
 from tests.support.mlflow_server import MlflowServer, mlflow_server
 from tests.support.models import FEATURES, ID, PREDICTION, TARGET, TIMESTAMP, make_loans, model_config, train_baseline, with_predictions, write_log  # fmt: skip
@@ -301,6 +302,7 @@ def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
     import sklearn.pipeline
 
     import retrain.compress as compress_module
+    import retrain.compress.select as selection
 
     world = make_world(tmp_path, kind="forest", compression=["onnx", "prune"], max_quality_loss=0.05, min_holdout_rows=100)
     seen: dict[str, list[pd.DataFrame]] = {"fit": [], "compress": [], "build": [], "select": []}
@@ -313,8 +315,8 @@ def test_nothing_but_the_gates_sees_the_holdout(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sklearn.pipeline.Pipeline, "fit", spy("fit", sklearn.pipeline.Pipeline.fit, 1))  # every fit, early stopping included
     monkeypatch.setattr(compress_module, "compress", spy("compress", compress_module.compress, 1))
-    monkeypatch.setattr(compress_module, "_validation", spy("build", compress_module._validation, 1))
-    monkeypatch.setattr(compress_module, "_rows", spy("select", compress_module._rows, 0))
+    monkeypatch.setattr(selection, "_validation", spy("build", selection._validation, 1))
+    monkeypatch.setattr(selection, "_rows", spy("select", selection._rows, 0))
     outcome = run_retrain(world.config, world.model, TRIGGER, now=NOW)
     assert outcome.outcome == "promoted", outcome.reason
 

@@ -28,15 +28,16 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from monitor.check.calibration import Calibrator, CalibratorKind, fit_calibrator
-from monitor.check.estimation import Estimate, EstimatedQuality, EstimatorError, QualityEstimator
+from monitor.check.cbpe_metrics import Mode, auc_of_labels, expected_auc, f1_from, macro_auc, macro_f1, metric_draws, midranks
+from monitor.check.estimation import EstimatorError, QualityEstimator
+from monitor.core.results import Estimate, EstimatedQuality
 
-Mode = Literal["binary", "multiclass", "confidence"]
 DRAWS = 400
 RESAMPLES = 20
 BAND_ROWS = 20_000  # the band is computed on at most this many rows (a seeded sample; widths rescaled)
@@ -97,12 +98,12 @@ class CBPE(QualityEstimator):
         values = {"accuracy": float(np.mean(truth == predicted))}
         if self.mode == "binary":  # the positive class is classes[1]
             y = (truth == 1).astype(np.float64)
-            values["f1"] = _f1(float(y @ (predicted == 1)), float(y.sum()), float((predicted == 1).sum()))
-            values["roc_auc"] = _auc_of_labels(y, _midranks(scores))
+            values["f1"] = f1_from(float(y @ (predicted == 1)), float(y.sum()), float((predicted == 1).sum()))
+            values["roc_auc"] = auc_of_labels(y, midranks(scores))
         elif self.mode == "multiclass":
             onehot = np.eye(len(self.classes))[truth]
-            values["f1"] = _macro_f1(onehot, predicted, present=np.union1d(truth, predicted))
-            values["roc_auc"] = _macro_auc(onehot, scores)
+            values["f1"] = macro_f1(onehot, predicted, present=np.union1d(truth, predicted))
+            values["roc_auc"] = macro_auc(onehot, scores)
         return values
 
     # --- persistence -----------------------------------------------------------------------
@@ -292,13 +293,13 @@ class _Outcomes:
             positive = predicted == 1
             return {
                 "accuracy": float(np.where(positive, q, 1 - q).mean()),
-                "f1": _f1(float(q @ positive), float(q.sum()), float(positive.sum())),
-                "roc_auc": _expected_auc(q, self.rows.scores[:, 0]),
+                "f1": f1_from(float(q @ positive), float(q.sum()), float(positive.sum())),
+                "roc_auc": expected_auc(q, self.rows.scores[:, 0]),
             }
         n, k = q.shape
         onehot_pred = np.eye(k)[predicted]
-        f1 = [_f1(float(q[:, c] @ onehot_pred[:, c]), float(q[:, c].sum()), float(onehot_pred[:, c].sum())) for c in range(k)]
-        aucs = [_expected_auc(q[:, c], self.rows.scores[:, c]) for c in range(k)]
+        f1 = [f1_from(float(q[:, c] @ onehot_pred[:, c]), float(q[:, c].sum()), float(onehot_pred[:, c].sum())) for c in range(k)]
+        aucs = [expected_auc(q[:, c], self.rows.scores[:, c]) for c in range(k)]
         return {"accuracy": float(q[np.arange(n), predicted].mean()), "f1": float(np.mean(f1)), "roc_auc": float(np.nanmean(aucs))}
 
     def bands(self, confidence: float, draws: int, rng: np.random.Generator, spread: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
@@ -309,7 +310,7 @@ class _Outcomes:
 
         n = self.rows.n
         idx = np.sort(rng.choice(n, BAND_ROWS, replace=False)) if n > BAND_ROWS else np.arange(n)
-        sampled = _metric_draws(self.cbpe.mode, self.q[idx], self.rows.predicted[idx], self.rows.scores[idx], draws, rng)
+        sampled = metric_draws(self.cbpe.mode, self.q[idx], self.rows.predicted[idx], self.rows.scores[idx], draws, rng)
         alpha = (1 - confidence) / 2
         scale = np.sqrt(len(idx) / n)  # a subsample's spread, rescaled to the whole window
         z = norm.ppf(1 - alpha)
@@ -327,112 +328,6 @@ class _Outcomes:
             above = math.hypot((hi - centre) * scale, z * reference_sd)
             bands[metric] = (float(value - below), float(value + above))
         return bands
-
-
-def _metric_draws(mode: Mode, q: np.ndarray, predicted: np.ndarray, scores: np.ndarray, draws: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    n = len(predicted)
-    batch = max(1, min(draws, 2_000_000 // max(n, 1)))
-    out: dict[str, list[np.ndarray]] = {}
-    ranks = [_midranks(scores[:, c]) for c in range(scores.shape[1])]
-    done = 0
-    while done < draws:
-        b = min(batch, draws - done)
-        done += b
-        if mode == "multiclass":
-            k = q.shape[1]
-            cumulative = np.cumsum(q, axis=1)
-            cumulative[:, -1] = 1.0
-            u = rng.random((b, n, 1))
-            labels = (u > cumulative[None, :, :]).sum(axis=2)  # (b, n)
-            correct = labels == predicted[None, :]
-            f1s, aucs = [], []
-            for c in range(k):
-                y = (labels == c).astype(np.float64)
-                pred_c = (predicted == c).astype(np.float64)
-                f1s.append(_f1_vec(y @ pred_c, y.sum(axis=1), pred_c.sum()))
-                aucs.append(_auc_vec(y, ranks[c]))
-            _append(out, "accuracy", correct.mean(axis=1))
-            _append(out, "f1", np.mean(f1s, axis=0))
-            with np.errstate(all="ignore"):
-                _append(out, "roc_auc", np.nanmean(np.vstack(aucs), axis=0) if not np.isnan(aucs).all() else np.full(b, np.nan))
-            continue
-        y = (rng.random((b, n)) < q[None, :]).astype(np.float64)
-        if mode == "confidence":
-            _append(out, "accuracy", y.mean(axis=1))
-            continue
-        positive = (predicted == 1).astype(np.float64)
-        _append(out, "accuracy", (y @ positive + (1 - y) @ (1 - positive)) / n)
-        _append(out, "f1", _f1_vec(y @ positive, y.sum(axis=1), positive.sum()))
-        _append(out, "roc_auc", _auc_vec(y, ranks[0]))
-    return {m: np.concatenate(v) for m, v in out.items()}
-
-
-def _append(out: dict[str, list[np.ndarray]], metric: str, values: np.ndarray) -> None:
-    out.setdefault(metric, []).append(np.asarray(values, dtype=np.float64))
-
-
-# --- metric arithmetic ---------------------------------------------------------------------
-
-
-def _f1(tp: float, positives: float, predicted_positives: float) -> float:
-    denominator = positives + predicted_positives
-    return 2 * tp / denominator if denominator > 0 else 0.0  # sklearn's zero_division=0
-
-
-def _f1_vec(tp: np.ndarray, positives: np.ndarray, predicted_positives: float) -> np.ndarray:
-    denominator = positives + predicted_positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
-
-
-def _midranks(scores: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(scores)
-
-
-def _auc_vec(y: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC of each label set (rows of y) against fixed midranks of the score."""
-    n1 = y.sum(axis=1)
-    n0 = y.shape[1] - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (y @ ranks - n1 * (n1 + 1) / 2) / (n1 * n0)
-    return np.where((n1 > 0) & (n0 > 0), auc, np.nan)
-
-
-def _auc_of_labels(y: np.ndarray, ranks: np.ndarray) -> float:
-    return float(_auc_vec(y[None, :], ranks)[0])
-
-
-def _expected_auc(q: np.ndarray, scores: np.ndarray) -> float:
-    """E[sum over pairs y_i (1 - y_j) [s_i > s_j]] / E[sum y_i (1 - y_j)], i != j, ties count half."""
-    order = np.argsort(scores, kind="stable")
-    s, p = scores[order], q[order]
-    neg = 1 - p
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    group_neg = np.add.reduceat(neg, starts)
-    below = np.r_[0.0, np.cumsum(group_neg)[:-1]]  # negative mass strictly below each tie group
-    sizes = np.diff(np.r_[starts, len(s)])
-    below_row = np.repeat(below, sizes)
-    same_row = np.repeat(group_neg, sizes) - neg  # negative mass tied with the row, itself excluded
-    numerator = float(p @ (below_row + 0.5 * same_row))
-    denominator = float(p.sum() * neg.sum() - p @ neg)
-    return numerator / denominator if denominator > 0 else float("nan")
-
-
-def _macro_f1(onehot: np.ndarray, predicted: np.ndarray, present: np.ndarray) -> float:
-    values = []
-    for c in present:
-        y = onehot[:, c]
-        pred_c = predicted == c
-        values.append(_f1(float(y @ pred_c), float(y.sum()), float(pred_c.sum())))
-    return float(np.mean(values))
-
-
-def _macro_auc(onehot: np.ndarray, scores: np.ndarray) -> float:
-    aucs = [_auc_of_labels(onehot[:, c], _midranks(scores[:, c])) for c in range(onehot.shape[1])]
-    aucs = [a for a in aucs if not np.isnan(a)]
-    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 # --- input handling ------------------------------------------------------------------------

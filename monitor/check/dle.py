@@ -34,7 +34,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from monitor.check.estimation import Estimate, EstimatedQuality, EstimatorError, QualityEstimator
+from monitor.check.estimation import EstimatorError, QualityEstimator
+from monitor.core.results import Estimate, EstimatedQuality
 from monitor.core.threads import one_thread
 
 SPREAD_ROWS = 2_000

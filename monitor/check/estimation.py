@@ -27,73 +27,20 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
+# The result types live in the core (the state store and the policy read them); re-exported here
+# for the estimators and their callers.
+from monitor.core.results import Estimate as Estimate
+from monitor.core.results import EstimatedQuality as EstimatedQuality
+from monitor.core.results import EstimationGap as EstimationGap
+
 
 class EstimatorError(Exception):
     """An estimator cannot be fitted, applied or loaded; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """One metric estimated on a window: the value and the band the realized value should fall in.
-
-    `lower`/`upper` bound the realized metric at `confidence` for this window's size, assuming
-    the estimator's assumptions hold (they cover label noise, not a broken assumption).
-    """
-
-    metric: str
-    value: float
-    lower: float
-    upper: float
-    confidence: float
-    rows: int  # rows the estimate is over
-    labelled_rows: int  # of which the label was known and used as is
-
-    @property
-    def width(self) -> float:
-        return self.upper - self.lower
-
-
-@dataclass(frozen=True)
-class EstimatedQuality:
-    method: str  # cbpe | dle
-    estimates: tuple[Estimate, ...]
-    rows: int
-    skipped_rows: int  # rows without a usable prediction/score, left out with a count
-
-    def get(self, metric: str) -> Estimate:
-        for estimate in self.estimates:
-            if estimate.metric == metric:
-                return estimate
-        raise KeyError(f"{self.method} did not estimate {metric!r}; it estimated {[e.metric for e in self.estimates]}")
-
-    def values(self) -> dict[str, float]:
-        return {e.metric: e.value for e in self.estimates}
-
-
-@dataclass(frozen=True)
-class EstimationGap:
-    """Estimated minus realized on the same labelled rows (the estimate computed without labels)."""
-
-    metric: str
-    estimated: float
-    realized: float
-    lower: float
-    upper: float
-    rows: int
-
-    @property
-    def error(self) -> float:
-        return self.estimated - self.realized
-
-    @property
-    def within_band(self) -> bool:
-        return self.lower <= self.realized <= self.upper
 
 
 class QualityEstimator(ABC):

@@ -23,7 +23,6 @@ commit — so shortening and then lengthening `lookback` never re-checks rows wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,51 +31,14 @@ import pandas as pd
 
 from monitor.core.clock import utc_series
 from monitor.core.config import Columns
+
+# The bookkeeping's types live in the core (the state store keeps them); re-exported here.
+from monitor.core.records import NO_AUDIT as NO_AUDIT
+from monitor.core.records import Audit as Audit
+from monitor.core.records import Seen as Seen
+from monitor.core.records import decode as decode
 from monitor.core.results import Watermark
 from monitor.sources.base import Source, WindowQuery
-
-
-@dataclass(frozen=True)
-class Audit:
-    """What the state store knows about the look-back: where auditing starts and the checked keys."""
-
-    audit_from: pd.Timestamp | None  # None: nothing audited yet (no window recorded)
-    hashes: np.ndarray  # uint64 key hashes of checked rows newer than audit_from, sorted
-
-    def checked(self, hashes: np.ndarray) -> np.ndarray:
-        """Which of `hashes` were checked: a merge of two sorted arrays (np.isin and pandas'
-        hash tables take 2-20x longer at a million keys)."""
-        found = np.zeros(len(hashes), dtype=bool)
-        if not len(self.hashes) or not len(hashes):
-            return found
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        at = np.minimum(np.searchsorted(self.hashes, ordered), len(self.hashes) - 1)
-        found[order] = self.hashes[at] == ordered
-        return found
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A window's contribution to the bookkeeping, committed with its result."""
-
-    audit_from_ns: int  # nothing at or before this is audited any more: older entries are pruned
-    min_ts_ns: int
-    max_ts_ns: int
-    hashes: np.ndarray  # uint64, the keys of this window's rows newer than audit_from
-
-    def encoded(self) -> bytes:
-        # Raw sorted little-endian uint64: hashes are random bits, zlib saved nothing and cost
-        # 1.4 s a million keys.
-        return np.sort(self.hashes).astype("<u8").tobytes()
-
-
-NO_AUDIT = Audit(None, np.empty(0, dtype=np.uint64))
-
-
-def decode(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
-
 
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from monitor.check.quality import higher_is_better, quality_drop
 from monitor.core.config import NOfM, Policy, RetrainOptions
+from monitor.core.records import CheckRecord, RetrainJob
 from monitor.core.results import CheckStatus
-from monitor.state.store import CheckRecord, RetrainJob
 
 # Metrics where a smaller value is better; every other metric (accuracy, f1, roc_auc, r2, …)
 # is taken as higher-is-better.

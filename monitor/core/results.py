@@ -1,4 +1,4 @@
-"""Typed results that cross module boundaries: watermarks, windows and check results."""
+"""Typed results that cross module boundaries: label-free estimates, watermarks, windows and check results."""
 
 from __future__ import annotations
 
@@ -6,12 +6,72 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from monitor.core.statuses import CheckStatus as CheckStatus  # re-exported: results carry it
 
-if TYPE_CHECKING:  # result types only: importing estimation would pull scikit-learn into the core
-    from monitor.check.estimation import EstimatedQuality, EstimationGap
+# --- label-free quality estimates (computed by monitor.check.estimation) -------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One metric estimated on a window: the value and the band the realized value should fall in.
+
+    `lower`/`upper` bound the realized metric at `confidence` for this window's size, assuming
+    the estimator's assumptions hold (they cover label noise, not a broken assumption).
+    """
+
+    metric: str
+    value: float
+    lower: float
+    upper: float
+    confidence: float
+    rows: int  # rows the estimate is over
+    labelled_rows: int  # of which the label was known and used as is
+
+    @property
+    def width(self) -> float:
+        return self.upper - self.lower
+
+
+@dataclass(frozen=True)
+class EstimatedQuality:
+    method: str  # cbpe | dle
+    estimates: tuple[Estimate, ...]
+    rows: int
+    skipped_rows: int  # rows without a usable prediction/score, left out with a count
+
+    def get(self, metric: str) -> Estimate:
+        for estimate in self.estimates:
+            if estimate.metric == metric:
+                return estimate
+        raise KeyError(f"{self.method} did not estimate {metric!r}; it estimated {[e.metric for e in self.estimates]}")
+
+    def values(self) -> dict[str, float]:
+        return {e.metric: e.value for e in self.estimates}
+
+
+@dataclass(frozen=True)
+class EstimationGap:
+    """Estimated minus realized on the same labelled rows (the estimate computed without labels)."""
+
+    metric: str
+    estimated: float
+    realized: float
+    lower: float
+    upper: float
+    rows: int
+
+    @property
+    def error(self) -> float:
+        return self.estimated - self.realized
+
+    @property
+    def within_band(self) -> bool:
+        return self.lower <= self.realized <= self.upper
+
+
+# --- windows and checks ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, order=True)

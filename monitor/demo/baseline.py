@@ -20,7 +20,7 @@ class Baseline:
 
 
 def register_baseline_model(config: Config, model: ModelConfig, *, rows: int = 6000, trees: int = 100) -> Baseline:
-    from retrain.registry import register_baseline
+    from retrain.baseline import register_baseline
 
     start = datetime.now(timezone.utc) - timedelta(days=1)
     frame = make_loans(rows, seed=11, drift=0.0, start=start, every=timedelta(seconds=10))

@@ -9,10 +9,12 @@ Shipped with the package (beside the demo's loan world) so bench scripts need no
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from monitor.core.config import Columns
 
@@ -85,3 +87,39 @@ def predictions(
 def _tilt(k: int, shift: float) -> np.ndarray:
     weights = np.exp(np.linspace(0, shift, k))
     return weights / weights.sum()
+
+
+class PredictionTable:
+    """A uniquely named table of `predictions()` rows in a real database (tests and benches
+    feed the daemon through it); `drop()` removes it."""
+
+    def __init__(self, url: str) -> None:
+        self.name = f"preds_{uuid.uuid4().hex[:10]}"
+        self.engine = sa.create_engine(url)
+        self.next_id = 0
+        self.appended = 0
+        meta = sa.MetaData()
+        self.table = sa.Table(
+            self.name, meta,
+            sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("id", sa.BigInteger, primary_key=True),
+            *[sa.Column(c, sa.Float) for c in NUMERICAL],
+            *[sa.Column(c, sa.String) for c in CATEGORICAL],
+            sa.Column("prediction", sa.Integer), sa.Column("probability", sa.Float), sa.Column("target", sa.Integer),
+        )
+        meta.create_all(self.engine)
+
+    def append(self, rows: int, *, shift: float = 0.0, seed: int | None = None) -> pd.DataFrame:
+        """Append `rows` rows stamped just before now, after every row appended so far."""
+        start = datetime.now(timezone.utc) - timedelta(milliseconds=rows)
+        frame = predictions(rows, seed=seed if seed is not None else self.next_id, start=start,
+                            every=timedelta(milliseconds=1), first_id=self.next_id, shift=shift)
+        with self.engine.begin() as conn:
+            conn.execute(self.table.insert(), frame.to_dict("records"))
+        self.next_id += rows
+        self.appended += rows
+        return frame
+
+    def drop(self) -> None:
+        self.table.drop(self.engine)
+        self.engine.dispose()

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
+from monitor.check.inputs import open_inputs
 from monitor.check.policy import Decision
 from monitor.check.run import Inputs
 from monitor.core.config import Config, ModelConfig
 from monitor.core.results import CheckStatus, Watermark
-from monitor.service.cycle import Cycle, Turn, live_edge, open_inputs
+from monitor.service.cycle import Cycle, Turn, live_edge
 from monitor.state.store import StateStore
 
 IN_MEMORY = "sqlite://"

@@ -5,39 +5,37 @@ from __future__ import annotations
 import argparse
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 from monitor.core.config import Config
 from monitor.core.exits import DRIFT, FAILURE, OK, UNHEALTHY, Failure
 from monitor.core.logs import log_context, setup_logging
 from monitor.core.results import CheckResult, CheckStatus
-from monitor.core.statuses import JobStatus, RetrainOutcome
+from monitor.core.statuses import RetrainOutcome
 from monitor.service.output import say
 from monitor.service.render import check_report, table
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
-    from monitor.check.run import Inputs, WindowSpec, run_check
+    from monitor.check.inputs import opened_inputs
+    from monitor.check.run import WindowSpec, run_check
     from monitor.service.reference import ReferenceError, References
-    from monitor.sources import open_source
     from monitor.sources.base import SourceError
 
     setup_logging(config.logging.level, config.logging.format)
     model = config.model(args.model)
-    try:
-        with log_context(model=model.name):
-            references = References(config, override=args.reference)
-            loaded = references.get(model)
-        labels = open_source(model.labels, model.columns) if model.labels else None
-        inputs = Inputs(model, open_source(model.source, model.columns), labels)
-    except (ReferenceError, SourceError) as exc:
-        raise Failure(str(exc)) from None
-    until = args.until or datetime.now(timezone.utc) - model.window.lateness
-    try:
+    with ExitStack() as stack:
+        try:
+            with log_context(model=model.name):
+                references = References(config, override=args.reference)
+                loaded = references.get(model)
+            inputs = stack.enter_context(opened_inputs(model))
+        except (ReferenceError, SourceError) as exc:
+            raise Failure(str(exc)) from None
+        until = args.until or datetime.now(timezone.utc) - model.window.lateness
         result = run_check(inputs, loaded.prepared, WindowSpec(since=args.since, until=until),
                            attribution=references.attribution(model, loaded), signals=loaded.signals).result
-    finally:
-        inputs.close()
     say(result.to_json() if args.json else check_report(result))
     return {CheckStatus.DRIFT: DRIFT, CheckStatus.ERROR: FAILURE}.get(result.status, OK)
 
@@ -96,6 +94,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     from monitor.service.consequences import NOT_CONFIGURED
+    from monitor.service.jobs import run_job
     from monitor.service.reference import registry_exists
     from retrain import Trigger, run_retrain
     from retrain.registry import champion
@@ -108,15 +107,12 @@ def cmd_retrain(config: Config, args: argparse.Namespace) -> int:
     job = store.create_retrain_job(model.name, None, "requested with `driftd retrain`")
     if job is None:
         raise Failure(f"a retrain of {model.name!r} is already queued or running (see `driftd status`)")
-    store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
-    try:
-        outcome = run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=lambda line: say(f"  {line}"))
-    except BaseException as exc:  # Ctrl-C or a bug: never leave the job blocking later retrains
-        store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED,
-                                 reason=f"interrupted: {type(exc).__name__}")
-        raise
-    store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
-                             run_id=outcome.run_id, version=outcome.version)
+
+    def progress(line: str) -> None:
+        say(f"  {line}")
+
+    outcome = run_job(store, job, lambda: run_retrain(config, model, Trigger(None, None, None, None, "manual"), progress=progress),
+                      lambda exc: f"interrupted: {type(exc).__name__}")
     say(f"{outcome.outcome.upper()}: {outcome.reason}")
     if outcome.challenger_score is not None:
         say(f"  {outcome.metric}: champion {_num(outcome.champion_score)}  challenger {_num(outcome.challenger_score)}")
@@ -186,8 +182,8 @@ def cmd_health(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     """A window whose rows cannot be checked holds its model; an operator moves past it, on the record."""
-    from monitor.check.run import Inputs, WindowSpec, read_window, seen_of
-    from monitor.sources import open_source
+    from monitor.check.inputs import opened_inputs
+    from monitor.check.run import WindowSpec, read_window, seen_of
     from monitor.sources.base import SourceError
 
     model = config.model(args.model)
@@ -195,11 +191,8 @@ def cmd_skip_window(config: Config, args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     spec = WindowSpec(after=store.watermark(model.name), until=now - model.window.lateness, audit=store.audit(model.name))
     try:
-        inputs = Inputs(model, open_source(model.source, model.columns), None)
-        try:
+        with opened_inputs(model, labels=False) as inputs:
             window = read_window(inputs, spec, now, validate=False)  # skipped rows need not be valid
-        finally:
-            inputs.close()
     except SourceError as exc:
         raise Failure(f"{exc} (a file that cannot be read must be repaired or moved; skipping needs readable rows)") from None
     mark = window.watermark
@@ -236,7 +229,7 @@ def cmd_rollback(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
-    from retrain.registry import adopt
+    from retrain.baseline import adopt
 
     model = config.model(args.model)
     version = _registry_call(adopt, config, model, run_id=args.run_id, model_uri=args.model_uri, reference=args.reference)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from monitor.check.inputs import open_inputs as open_inputs  # re-exported: the daemon opens its inputs through here
 from monitor.check.run import Inputs, WindowSpec, run_check
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import ModelConfig
@@ -79,19 +80,6 @@ class Cycle:
         set_check_id(checked.result.check_id)
         self.store.record_check(checked.result, checked.seen)  # with the late-row bookkeeping, in one transaction
         return Turn(checked.result, loaded, checked.snapshot, recorded=True)
-
-
-def open_inputs(model: ModelConfig) -> Inputs:
-    """The model's prediction-log source and, when configured, its labels source."""
-    from monitor.sources import open_source
-
-    source = open_source(model.source, model.columns)
-    try:
-        labels = open_source(model.labels, model.columns) if model.labels else None
-    except SourceError:
-        source.close()
-        raise
-    return Inputs(model, source, labels)
 
 
 def live_edge(model: ModelConfig, now: datetime) -> datetime:

@@ -13,11 +13,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import Config, ModelConfig
 from monitor.core.logs import log_context
+from monitor.core.records import RetrainJob
 from monitor.core.redact import mask, url_secrets
-from monitor.core.statuses import JobStatus, RetrainOutcome
+from monitor.core.statuses import RetrainOutcome
 from monitor.observe.metrics import Metrics
 from monitor.service.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
-from monitor.state.store import RetrainJob, StateStore
+from monitor.service.jobs import run_job
+from monitor.state.store import StateStore
 
 log = logging.getLogger("driftd.retrain")
 
@@ -46,19 +48,15 @@ class RetrainHandoff:
     def _run(self, job: RetrainJob, model: ModelConfig, trigger) -> None:
         with log_context(model=model.name, check_id=trigger.check_id or "-"):
             try:
-                self._store.update_retrain_job(job.job_id, status=JobStatus.RUNNING)
                 log.info("retrain %s started: %s", job.job_id, trigger.reason)
-                outcome = self._retrain(model, trigger)
-                self._store.update_retrain_job(job.job_id, status=RetrainOutcome(outcome.outcome).job_status, outcome=outcome.outcome, reason=outcome.reason,
-                                               run_id=outcome.run_id, version=outcome.version)
+                outcome = run_job(self._store, job, lambda: self._retrain(model, trigger), self._failure)
             except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
-                reason = self._masked(str(exc))
-                log.error("retrain %s failed: %s", job.job_id, reason)
-                self._failed(job, model, reason)
+                log.error("retrain %s failed: %s", job.job_id, self._failure(exc))
+                self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
                 return
-            except Exception as exc:  # run_retrain reports its own failures; this is the last line of defence
+            except Exception:  # run_retrain reports its own failures; this is the last line of defence
                 log.exception("retrain %s crashed", job.job_id)
-                self._failed(job, model, self._masked(f"crashed: {exc}"))
+                self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
                 return
             finally:
                 if trigger.drift_report is not None:  # logged to the run by now; the temp copy can go
@@ -66,9 +64,9 @@ class RetrainHandoff:
             self._publish(model, outcome)
             log.info("retrain %s %s: %s", job.job_id, outcome.outcome, outcome.reason)
 
-    def _failed(self, job: RetrainJob, model: ModelConfig, reason: str) -> None:
-        self._mark_failed(job, reason)
-        self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
+    def _failure(self, exc: BaseException) -> str:
+        """The reason a retrain that raised is recorded with (run_job records it)."""
+        return self._masked(str(exc) if isinstance(exc, RetrainProcessFailed) else f"crashed: {exc}")
 
     def _retrain(self, model: ModelConfig, trigger):
         run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
@@ -82,12 +80,6 @@ class RetrainHandoff:
     def _masked(self, reason: str) -> str:
         # The child's message may quote a connection string; the store's and MLflow's credentials go.
         return mask(reason, [*url_secrets(self._config.state_url), *url_secrets(self._config.mlflow.tracking_uri)])
-
-    def _mark_failed(self, job: RetrainJob, reason: str) -> None:
-        try:
-            self._store.update_retrain_job(job.job_id, status=JobStatus.FAILED, outcome=RetrainOutcome.FAILED, reason=reason)
-        except Exception:  # the store itself is down: a restart's recovery marks the job
-            log.exception("could not record the failure of retrain %s", job.job_id)
 
     def _publish(self, model: ModelConfig, outcome) -> None:
         self._metrics.retrain_finished(model.name, outcome.outcome, outcome.duration_seconds)

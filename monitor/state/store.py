@@ -26,12 +26,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from monitor.check.estimation import Estimate, EstimatedQuality
-from monitor.check.late import NO_AUDIT, Audit, Seen, decode
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import MODEL_NAME_MAX_LENGTH
+from monitor.core.records import NO_AUDIT, Audit, CheckRecord, RetrainJob, Seen, decode
 from monitor.core.redact import mask, url_secrets
-from monitor.core.results import CheckResult, CheckStatus, Quality, VersionQuality, Watermark
+from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQuality, Quality, VersionQuality, Watermark
 from monitor.core.statuses import JobStatus, RetrainOutcome, values
 
 SCHEMA_VERSION = 3
@@ -55,27 +54,6 @@ class StateError(Exception):
 
 
 @dataclass(frozen=True)
-class CheckRecord:
-    check_id: str
-    model: str
-    status: CheckStatus
-    started_at: datetime
-    window_start: datetime | None
-    window_end: datetime
-    rows: int
-    rows_used: int
-    drifted_share: float
-    dataset_drifted: bool
-    quality: Quality | None
-    message: str | None
-    drifted_features: tuple[str, ...] = ()
-    late_rows: int = 0  # of `rows`, those found behind the watermark (monitor.check.late)
-    estimated: EstimatedQuality | None = None  # the label-free estimate (monitor.check.estimates)
-    reference_version: str | None = None  # the champion version (or reference file) checked against
-    multivariate_drifted: bool = False  # the domain-classifier test rejected (part of dataset_drifted)
-
-
-@dataclass(frozen=True)
 class DecisionRecord:
     id: int
     model: str
@@ -96,25 +74,6 @@ class AlertRecord:
     @property
     def firing(self) -> bool:
         return self.state == "firing"
-
-
-@dataclass(frozen=True)
-class RetrainJob:
-    job_id: str
-    model: str
-    status: str  # queued | running | succeeded | failed
-    outcome: str | None  # promoted | rejected | failed
-    reason: str | None
-    trigger_check_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    run_id: str | None
-    version: str | None
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_JOB_STATUSES
 
 
 # --- schema ------------------------------------------------------------------------------

@@ -8,55 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-import pandas as pd
-import sqlalchemy as sa
 import yaml
 
 from tests.support.data import CATEGORICAL, NUMERICAL, predictions
 from tests.support.promstack import wait_for
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-class PredictionTable:
-    """A uniquely named predictions table in the real PostgreSQL; dropped on exit."""
-
-    def __init__(self) -> None:
-        self.name = f"preds_{uuid.uuid4().hex[:10]}"
-        self.engine = sa.create_engine(PG_URL)
-        self.next_id = 0
-        self.appended = 0
-        meta = sa.MetaData()
-        self.table = sa.Table(
-            self.name, meta,
-            sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("id", sa.BigInteger, primary_key=True),
-            *[sa.Column(c, sa.Float) for c in NUMERICAL],
-            *[sa.Column(c, sa.String) for c in CATEGORICAL],
-            sa.Column("prediction", sa.Integer), sa.Column("probability", sa.Float), sa.Column("target", sa.Integer),
-        )
-        meta.create_all(self.engine)
-
-    def append(self, rows: int, *, shift: float = 0.0, seed: int | None = None) -> pd.DataFrame:
-        """Append `rows` rows stamped just before now, after every row appended so far."""
-        start = datetime.now(timezone.utc) - timedelta(milliseconds=rows)
-        frame = predictions(rows, seed=seed if seed is not None else self.next_id, start=start,
-                            every=timedelta(milliseconds=1), first_id=self.next_id, shift=shift)
-        with self.engine.begin() as conn:
-            conn.execute(self.table.insert(), frame.to_dict("records"))
-        self.next_id += rows
-        self.appended += rows
-        return frame
-
-    def drop(self) -> None:
-        self.table.drop(self.engine)
-        self.engine.dispose()
 
 
 def reference_file(directory: Path, rows: int = 3000) -> Path:
