@@ -278,3 +278,24 @@ def test_null_samples_persist_per_version_and_are_redrawn_for_other_values(tmp_p
     stored.write_bytes(b"damaged")
     once("9", "values-a", alone)  # unreadable: drawn again, no error
     assert len(draws) == 5
+
+
+def test_a_second_process_reads_the_null_samples_back_from_the_state_directory(tmp_path, monkeypatch) -> None:
+    from monitor.service.reference import References
+
+    frame(2_000, 1).to_parquet(tmp_path / "reference.parquet", index=False)
+    raw = {"name": "m", "source": {"type": "files", "path": "x/*.parquet"}, "reference": "reference.parquet",
+           "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": NUM, "categorical": CAT},
+           "task": "binary_classification", "window": {"min_rows": 100}}
+    config = parse_config({"models": [raw]}, base_dir=tmp_path)  # state: tmp_path/driftd-state.db
+    m = config.models[0]
+    drawn: list[int] = []
+    bootstrap = stats.bootstrap_wasserstein
+    monkeypatch.setattr(stats, "bootstrap_wasserstein", lambda *a: drawn.append(a[1]) or bootstrap(*a))
+    window = frame(600, 2)
+
+    first = check_drift(References(config).get(m).prepared, window, m)
+    assert drawn and list((tmp_path / "nulls").rglob("*.npz"))
+    count = len(drawn)
+    again = check_drift(References(config).get(m).prepared, window, m)  # a restart, or `driftd check`
+    assert len(drawn) == count and [f.p_value for f in again.features] == [f.p_value for f in first.features]

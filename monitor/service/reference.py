@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -121,12 +122,22 @@ class References:
             return loaded
 
     def _nulls_dir(self, model: ModelConfig) -> Path | None:
-        """Where the model's calibrated null samples persist: beside driftd's state (monitor.paths)."""
+        """Where the model's calibrated null samples persist: beside driftd's state (monitor.core.paths)
+        when that place is known for sure: a SQLite state file at an absolute path (every loaded
+        configuration's), or systemd's $STATE_DIRECTORY. Otherwise (a Config built in code with the
+        default relative URL, PostgreSQL state without $STATE_DIRECTORY) they stay in memory rather
+        than land in whatever directory the process started in."""
+        from sqlalchemy.engine import make_url
+
         from monitor.core.paths import state_dir
 
         try:
+            url = make_url(self._config.state_url)
+            local = url.get_backend_name() == "sqlite" and Path(url.database or "").is_absolute()
+            if not local and not os.environ.get("STATE_DIRECTORY"):
+                return None
             return state_dir(self._config) / "nulls" / hashlib.sha256(model.name.encode()).hexdigest()[:16]
-        except Exception as exc:  # noqa: BLE001 - an unusable state URL is reported by the state store; keep them in memory
+        except Exception as exc:  # noqa: BLE001 - an unusable state URL is reported by the state store
             log.debug("null samples of %s are not persisted: %s", model.name, exc)
             return None
 
