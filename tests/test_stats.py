@@ -299,3 +299,7 @@ def test_a_second_process_reads_the_null_samples_back_from_the_state_directory(t
     count = len(drawn)
     again = check_drift(References(config).get(m).prepared, window, m)  # a restart, or `driftd check`
     assert len(drawn) == count and [f.p_value for f in again.features] == [f.p_value for f in first.features]
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(References(config).get(m).prepared))  # to an executor's worker: no reload
+    assert shipped.reload is None and check_drift(shipped, window, m).features == first.features

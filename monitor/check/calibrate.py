@@ -49,7 +49,7 @@ import threading
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as _stats
@@ -123,6 +123,19 @@ class NullCache:
         self._fingerprints = dict(fingerprints or {})
         self._path = directory / f"{hashlib.sha256(version.encode()).hexdigest()[:24]}.npz" if directory is not None else None
         self._loaded = self._path is None
+        self._dirty = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers with its reference: the samples drawn so far go along, the lock does not.
+        # The file goes along too: a worker on this machine persists what it draws; one elsewhere fails to and
+        # keeps them in memory (_save only warns).
+        with self._lock:
+            return {"_version": self._version, "_samples": dict(self._samples), "_fingerprints": self._fingerprints,
+                    "_path": self._path, "_loaded": self._loaded}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._version, self._samples, self._lock = state["_version"], state["_samples"], threading.Lock()
+        self._fingerprints, self._path, self._loaded = state["_fingerprints"], state["_path"], state["_loaded"]
         self._dirty = False
 
     def null(self, column: str, n: int, reference_rows: int, draw: Callable[[int, int, np.random.Generator], np.ndarray]) -> np.ndarray:

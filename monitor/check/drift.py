@@ -112,6 +112,14 @@ class EvidentlyReference:
         self._built: tuple[DataDefinition, Dataset] | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers (monitor.executors.ray) with its reference; a lock does
+        # not pickle, and the Dataset is rebuilt there on first use, if ever.
+        return {"_tests": self._tests, "_plan": self._plan}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["_tests"], state["_plan"])  # type: ignore[misc]
+
     def get(self) -> tuple[DataDefinition, Dataset]:
         with self._lock:
             if self._built is None:
@@ -137,6 +145,11 @@ class PreparedReference:
     tests: Mapping[str, ColumnReference] = dataclasses.field(default_factory=dict)
     nulls: NullCache = dataclasses.field(default_factory=lambda: NullCache(""))
     reload: Callable[[], pd.DataFrame] | None = None  # the validated rows again, when they are needed
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers: `reload` reads through the daemon's registry view (locks
+        # and all); a worker never tops up a reference, so it goes without.
+        return {**self.__dict__, "reload": None}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from monitor.core.results import CheckResult, CheckStatus
 from monitor.observe.metrics import Metrics
 from monitor.service.consequences import retrain_status
 from monitor.service.cycle import Cycle, Turn, failed, live_edge, open_inputs
+from monitor.service.executors import open_executor
 from monitor.service.reference import References
 from monitor.sources.base import SourceError
 from monitor.state.store import StateStore
@@ -51,9 +52,10 @@ class Daemon:
         self.store.migrate()
         self.references = References(config, clock=self.clock)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
-        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
+        self.executor = open_executor(config)  # computes checks and retrains; this process schedules and records
+        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock, executor=self.executor)
         self._inputs: dict[str, Inputs] = {}
-        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock)
+        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock, executor=self.executor)
         self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
         self._null_timestamps: dict[str, int] = {}  # last count per model, to log a change once
         self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
@@ -105,6 +107,7 @@ class Daemon:
             self._active_lock.wait_for(lambda: self._active == 0, timeout=STOP_GRACE_SECONDS)
             clean = self._active == 0
         self.handoff.shutdown(wait=False)
+        self.executor.close()
         self.notifier.close(timeout=1.0)
         if self._server is not None:
             self._server.stop()
