@@ -16,12 +16,28 @@ check, peak RSS, load average. `--profile` also runs one check under cProfile an
 where its time goes.
 
 Run: .venv/bin/python bench/capacity.py --models 50 --cadence 15 --intervals 4 [--workers N] [--profile]
+
+`--table` runs N = 100, 300, 1,000 models (`--sizes`), each in a fresh process, at the cadence
+that gives every run the load of 1,000 models at a 5-minute cadence (cadence = N x 0.3 s: 30 s,
+90 s, 300 s; `--equivalent`), so the 1,000-model run is the real thing (every model loaded, its
+reference prepared and calibrated in this process), and prints one row per N: checks/s, lag
+p50/p99, max staleness, when every first check was done, peak RSS, the daemon's CPU share.
+
+    .venv/bin/python bench/capacity.py --table [--sizes 100 300 1000] [--intervals 3]
+
+`--executor ray` runs the checks as Ray tasks (monitor.service.executors.ray): on the cluster at
+`--ray-address`, or on one the bench starts on loopback (`--ray-cpus` for the head, and
+`--ray-node-cpus` for a second node joining it). It also prints the daemon's own CPU% (with Ray it
+schedules and records only), Ray's added latency per check (round trip minus the task's own time)
+and where the checks ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -57,7 +73,8 @@ def frame(n: int, start: datetime, every: timedelta, first_id: int, seed: int) -
     return pd.DataFrame(data)
 
 
-def write_world(directory: Path, models: int, cadence: float, intervals: int, workers: int | None, start: datetime) -> Path:
+def write_world(directory: Path, models: int, cadence: float, intervals: int, workers: int | None, start: datetime,
+                executor: dict | None = None) -> Path:
     frame(REFERENCE_ROWS, start - timedelta(days=30), timedelta(seconds=1), 0, seed=1).to_parquet(directory / "reference.parquet", index=False)
     every = timedelta(seconds=cadence / WINDOW_ROWS)
     first = start - timedelta(seconds=cadence)  # one window before the start, then the whole run
@@ -85,16 +102,22 @@ def write_world(directory: Path, models: int, cadence: float, intervals: int, wo
     }
     if workers:
         config["daemon"] = {"workers": workers}
+    if executor:
+        config["executor"] = executor
     path = directory / "driftd.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def peak_rss_mib() -> float:
+def rss_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mib() -> float:
+    return rss_mib("VmHWM")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -102,6 +125,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.executor == "ray" and not args.ray_address:  # a cluster of our own on loopback, ended by its PIDs
+        from monitor.demo.ray_cluster import ray_cluster
+
+        with ray_cluster(num_cpus=args.ray_cpus) as cluster:
+            if args.ray_node_cpus:
+                cluster.start_node(num_cpus=args.ray_node_cpus)
+            args.ray_address = cluster.address
+            print(f"Ray cluster on loopback: head {args.ray_cpus} CPUs" + (f" + a node with {args.ray_node_cpus}" if args.ray_node_cpus else ""))
+            return run(args)
     from monitor.service.daemon import Daemon
 
     try:
@@ -113,9 +145,11 @@ def run(args: argparse.Namespace) -> None:
         directory = Path(tmp)
         (directory / "mlruns").mkdir()
         start = datetime.now(timezone.utc)
-        config = load_config(write_world(directory, args.models, args.cadence, args.intervals, args.workers, start))
+        executor = {"type": "ray", "address": args.ray_address} if args.executor == "ray" else None
+        config = load_config(write_world(directory, args.models, args.cadence, args.intervals, args.workers, start, executor))
         daemon = Daemon(config)
         published: list[tuple[str, float, float, str]] = []  # model, at (epoch s), lag s, status
+        nodes: dict[str, int] = {}  # where the checks ran (Ray node id -> checks)
         lock = threading.Lock()
         publish = daemon.metrics.publish_check
 
@@ -123,10 +157,13 @@ def run(args: argparse.Namespace) -> None:
             at = time.time()
             with lock:
                 published.append((result.model, at, at - result.window_end.timestamp(), result.status.value))
+                node = (result.details.get("executor") or {}).get("node_id", "this process")
+                nodes[node] = nodes.get(node, 0) + 1
             return publish(result)
 
         daemon.metrics.publish_check = record
         load_before = os.getloadavg()[0]
+        cpu_before = os.times()
         began = time.time()
         daemon.start()
         deadline = began + args.cadence * args.intervals
@@ -136,7 +173,10 @@ def run(args: argparse.Namespace) -> None:
         finally:
             daemon.stop()
         ended = time.time()
+        cpu_after = os.times()
         load_after = os.getloadavg()[0]
+        rss_end = rss_mib("VmRSS")
+        overheads = list(getattr(daemon.executor, "overheads", []))
         delays = list(getattr(getattr(daemon._scheduler, "queue", None), "delays", []))
     checks = [p for p in published if p[3] in ("ok", "drift")]
     by_model: dict[str, list[float]] = {}
@@ -159,7 +199,28 @@ def run(args: argparse.Namespace) -> None:
     print(f"{'all first checks after (s)':34} {max(firsts, default=float('nan')):8.1f}   "
           f"({max(firsts, default=float('nan')) / args.cadence:.2f} intervals)" if not never else
           f"{'all first checks after (s)':34} {'never':>8}   ({never} models had none)")
-    print(f"{'peak RSS (MiB)':34} {peak_rss_mib():8.0f}")
+    cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / (ended - began)
+    print(f"{'peak RSS / at the end (MiB)':34} {peak_rss_mib():8.0f} / {rss_end:.0f}")
+    print(f"{'daemon process CPU (share of one core)':34} {cpu:8.0%}   ({cpu * (ended - began) / max(len(published), 1):.3f} CPU-s per result; "
+          f"executor {args.executor}: Ray's driver and workers not included)")
+    if overheads:
+        seen: set[str] = set()
+        steady = [s for m, s in overheads if m in seen or seen.add(m)]  # without each model's first (its reference put, workers warming up)
+        every = [s for _, s in overheads]
+        print(f"{'Ray added latency p50 / p90 (ms)':34} {1000 * percentile(steady, 50):8.1f} / {1000 * percentile(steady, 90):.1f}"
+              f"   (round trip minus the task's own time, {len(steady)} checks after each model's first; includes waiting for a free CPU)")
+        print(f"{'  ... with the first checks':34} {1000 * percentile(every, 50):8.1f} / {1000 * percentile(every, 90):.1f}")
+    print(f"{'results by node':34} {', '.join(f'{n[:8]}: {c}' for n, c in sorted(nodes.items()))}")
+    if args.json:
+        print("JSON " + json.dumps({
+            "models": args.models, "cadence": args.cadence, "intervals": args.intervals, "workers": workers,
+            "seconds": ended - began, "checks_per_s": len(checks) / (ended - began), "needed_per_s": args.models / args.cadence,
+            "lag_p50": percentile(lags, 50), "lag_p99": percentile(lags, 99), "delay_p99": percentile(delays, 99),
+            "staleness": max(gaps, default=float("nan")), "never": never,
+            "first_done": max(firsts, default=float("nan")) if not never else None,
+            "rss_peak": peak_rss_mib(), "rss_end": rss_end, "cpu": cpu, "load": [load_before, load_after],
+            "cpu_per_result": cpu * (ended - began) / max(len(published), 1),
+            "other": len(published) - len(checks)}))
 
 
 def profile_one(args: argparse.Namespace) -> None:
@@ -196,9 +257,9 @@ def profile_one(args: argparse.Namespace) -> None:
     print(f"\n{len(windows)} steady-state checks of 5k-row windows ({[c.rows for c in windows]} rows), 20 features: "
           f"{took:.3f} s wall, {took / max(len(windows), 1):.3f} s per check")
     groups = {"drift statistics (monitor.check.drift)": "monitor/check/drift.py", "validation (monitor.check.validate)": "monitor/check/validate.py",
-              "reading (monitor.sources)": "monitor/sources/", "quality (monitor.check.quality)": "monitor/check/quality.py",
-              "state commit (monitor.state.store)": "monitor/state/store.py", "late rows (monitor.check.late)": "monitor/check/late.py",
-              "sampling (monitor.check.sample)": "monitor/check/sample.py", "metrics (monitor.observe.metrics)": "monitor/observe/metrics.py"}
+              "reading (monitor.sources)": "monitor/sources/", "quality (monitor.check.run.quality)": "monitor/check/quality.py",
+              "state commit (monitor.state.store)": "monitor/state/store.py", "late rows (monitor.check.run.late)": "monitor/check/late.py",
+              "sampling (monitor.check.run.sample)": "monitor/check/sample.py", "metrics (monitor.observe.metrics)": "monitor/observe/metrics.py"}
     print(f"{'stage (per check; cumulative time of its entry points)':48} {'s':>7} {'share':>6}")
     for label, path in groups.items():
         # the outermost functions of each module: cumulative time of calls coming from outside it
@@ -211,17 +272,53 @@ def profile_one(args: argparse.Namespace) -> None:
         stats.sort_stats("cumulative").print_stats(args.profile_top)
 
 
+def table(args: argparse.Namespace) -> None:
+    """One fresh process per N, each at the load of 1,000 models at a 5-minute cadence."""
+    rows = []
+    for n in args.sizes:
+        cadence = n * args.equivalent / 1000
+        command = [sys.executable, __file__, "--models", str(n), "--cadence", f"{cadence:g}", "--intervals", str(args.intervals), "--json"]
+        if args.workers:
+            command += ["--workers", str(args.workers)]
+        print(f"$ {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        print(done.stdout.replace("JSON ", "  json: "), done.stderr[-2000:], flush=True)
+        found = [json.loads(line[5:]) for line in done.stdout.splitlines() if line.startswith("JSON ")]
+        if found:
+            rows.append(found[0])
+    print(f"\nEvery run at the load of 1,000 models at a {args.equivalent:g}-s cadence ({1000 / args.equivalent:.2f} checks/s); "
+          f"{os.cpu_count()} cores; load average before/after each run in the last column")
+    print("| N | cadence | checks/s (needed) | lag p50 / p99 | queue delay p99 | max staleness | all first checks done | "
+          "peak RSS | daemon CPU (CPU-s per check) | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        first = f"{r['first_done']:.0f} s ({r['first_done'] / r['cadence']:.2f} intervals)" if r["first_done"] is not None else f"{r['never']} never"
+        print(f"| {r['models']} | {r['cadence']:g} s | {r['checks_per_s']:.2f} ({r['needed_per_s']:.2f}) | {r['lag_p50']:.1f} / {r['lag_p99']:.1f} s | "
+              f"{r['delay_p99']:.1f} s | {r['staleness']:.2f} intervals | {first} | {r['rss_peak'] / 1024:.2f} GiB | {r['cpu']:.0%} ({r['cpu_per_result']:.2f}) | "
+              f"{r['load'][0]:.1f}/{r['load'][1]:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--cadence", type=float, default=15.0, help="seconds between a model's checks (and window size)")
     parser.add_argument("--intervals", type=int, default=4, help="how long to run, in cadences")
     parser.add_argument("--workers", type=int, default=None, help="default: the daemon's (two per core)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--ray-address", default=None, help="with --executor ray: a running cluster (host:port, ray://host:port, auto)")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="without --ray-address: CPUs of the head the bench starts")
+    parser.add_argument("--ray-node-cpus", type=int, default=0, help="without --ray-address: CPUs of a second node joining it")
     parser.add_argument("--profile", action="store_true", help="profile one steady-state check instead")
     parser.add_argument("--profile-top", type=int, default=0, help="with --profile: print the N top functions too")
+    parser.add_argument("--table", action="store_true", help="run --sizes models, one fresh process each, and print a table")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 300, 1000])
+    parser.add_argument("--equivalent", type=float, default=300.0, help="with --table: the cadence 1,000 models would have (s)")
+    parser.add_argument("--json", action="store_true", help="also print the run's figures as one JSON line")
     args = parser.parse_args()
     setup_logging("WARNING")
-    if args.profile:
+    if args.table:
+        table(args)
+    elif args.profile:
         profile_one(args)
     else:
         run(args)

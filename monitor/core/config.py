@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 # The value types (monitor.core.config_types) and a model's sections (monitor.core.config_model)
 # live beside this module; everything is importable from here, as the rest of driftd does.
@@ -57,7 +57,7 @@ from monitor.core.config_types import (
     parse_duration,
     parse_n_of_m,
 )
-from monitor.core.plugins import CHANNELS, SOURCES, PluginError
+from monitor.core.plugins import CHANNELS, EXECUTORS, SOURCES, PluginError
 from monitor.core.redact import literal_secret
 
 __all__ = ["ConfigError", "parse_duration", "Duration", "PositiveDuration", "NOfM", "parse_n_of_m", "NOfMField", "Strict",
@@ -188,12 +188,73 @@ class StateOptions(Strict):
     lease: Lease = Lease()
 
 
+# --- the executor: where checks and retrains compute (monitor.executors) ----------------
+
+
+class ExecutorConfig(PluginConfig):
+    """Base of the `executor:` section; an executor class's `config_model` subclasses it."""
+
+    def unknown_models(self, names: set[str]) -> list[str]:
+        """Models the section has settings for that the configuration does not define."""
+        return []
+
+
+class LocalExecutorConfig(ExecutorConfig):
+    """Checks on the daemon's worker threads, each retrain in an isolated child process."""
+
+
+class RayResources(Strict):
+    """What one Ray task asks the cluster for (Ray schedules on it; it does not enforce it)."""
+
+    num_cpus: float = Field(default=1.0, gt=0)
+    memory: ByteSize | None = Field(default=None, gt=0)  # "2GiB", "500MB" or a number of bytes
+
+
+class RayModelResources(Strict):
+    check: RayResources | None = None  # None: the executor's default
+    retrain: RayResources | None = None
+
+
+_RAY_ADDRESS = re.compile(r"^(auto|ray://[^\s/:@]+:\d+|[^\s/:@]+:\d+)$")
+
+
+class RayExecutorConfig(ExecutorConfig):
+    """Checks and retrains as tasks on a Ray cluster; the daemon still schedules and records."""
+
+    address: str = "auto"  # auto (the cluster this host belongs to), ray://host:port (Ray Client) or host:port (the GCS)
+    namespace: str = "driftd"
+    check_timeout: PositiveDuration = timedelta(minutes=10)  # a check waiting longer (no free CPU, lost worker) fails
+    connect_timeout: PositiveDuration = timedelta(seconds=60)  # for the driver process to join the cluster (Ray retries for minutes)
+    check: RayResources = RayResources()
+    retrain: RayResources = RayResources()
+    models: dict[str, RayModelResources] = {}
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not _RAY_ADDRESS.match(value):
+            raise ValueError(f"executor.address {value!r}: give auto, ray://host:port (Ray Client) or host:port (the head's GCS)")
+        return value
+
+    def unknown_models(self, names: set[str]) -> list[str]:
+        return sorted(set(self.models) - names)
+
+    def resources(self, model: str, kind: Literal["check", "retrain"]) -> RayResources:
+        chosen: RayResources | None = getattr(self.models[model], kind) if model in self.models else None
+        return chosen or (self.check if kind == "check" else self.retrain)
+
+
+# Any registered executor type (monitor.plugins.EXECUTORS).
+ExecutorSection = Annotated[SerializeAsAny[ExecutorConfig], _section_of(EXECUTORS, ExecutorConfig)]
+
+
 class Config(Strict):
     state_url: str = "sqlite:///driftd-state.db"
     state: StateOptions = StateOptions()
     mlflow: MLflowConfig = MLflowConfig()
     server: Server = Server()
     daemon: DaemonOptions = DaemonOptions()
+    executor: ExecutorSection = LocalExecutorConfig(type="local")
     logging: Logging = Logging()
     alerts: Alerts = Alerts()
     defaults: Defaults = Defaults()
@@ -214,6 +275,9 @@ class Config(Strict):
             missing = sorted(set(model.alerts) - channels)
             if missing:
                 raise ValueError(f"model {model.name!r} routes alerts to undefined channels {missing}")
+        unknown = self.executor.unknown_models(set(names))
+        if unknown:
+            raise ValueError(f"executor.models names models that are not configured: {unknown}")
         return self
 
     def model(self, name: str) -> ModelConfig:

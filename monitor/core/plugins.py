@@ -1,6 +1,6 @@
 """Plug-in registries: a `type:` name in the configuration -> the class that implements it.
 
-Three kinds can be added without editing driftd, each through a Python entry-point group (the
+Four kinds can be added without editing driftd, each through a Python entry-point group (the
 APScheduler-trigger pattern): a distribution declares, in its own pyproject.toml,
 
     [project.entry-points."driftd.sources"]
@@ -13,6 +13,7 @@ and after `pip install` a model section may say `source: {type: my-source, ...}`
 | `driftd.sources`     | `monitor.sources.base.LogSource`        | `cls(config, columns)`  |
 | `driftd.channels`    | `monitor.observe.channels.AlertChannel` | `cls(config)`           |
 | `driftd.compressors` | `retrain.compress.CompressionStrategy`  | see retrain/compress.py |
+| `driftd.executors`   | `monitor.service.executors.base.Executor` | `cls(options, config)`  |
 
 Every plug-in class carries `config_model`, a pydantic model (a subclass of the group's
 config base in monitor.core.config) that validates its own section, so a typo in a plug-in's
@@ -35,6 +36,7 @@ log = logging.getLogger("driftd.plugins")
 SOURCES_GROUP = "driftd.sources"
 CHANNELS_GROUP = "driftd.channels"
 COMPRESSORS_GROUP = "driftd.compressors"
+EXECUTORS_GROUP = "driftd.executors"
 
 T = TypeVar("T")
 
@@ -155,4 +157,8 @@ COMPRESSORS: Registry[Any] = Registry(
     "compression strategy", COMPRESSORS_GROUP,
     {"onnx": "retrain.compress:PlainConversion", "prune": "retrain.compress:Pruning",
      "quantize": "retrain.compress:Int8Quantization"},
+)  # fmt: skip
+EXECUTORS: Registry[Any] = Registry(
+    "executor", EXECUTORS_GROUP,
+    {"local": "monitor.service.executors.local:LocalExecutor", "ray": "monitor.service.executors.ray:RayExecutor"},
 )  # fmt: skip

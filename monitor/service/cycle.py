@@ -14,11 +14,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from monitor.check.inputs import open_inputs as open_inputs  # re-exported: the daemon opens its inputs through here
-from monitor.check.run import Inputs, WindowSpec, run_check
+from monitor.check.run import Inputs, WindowSpec
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.config import ModelConfig
 from monitor.core.logs import set_check_id
 from monitor.core.results import CheckResult, CheckStatus
+from monitor.service.executors.base import CheckJob, Executor, ExecutorError
+from monitor.service.executors.local import LocalExecutor
 from monitor.service.reference import Loaded, ReferenceError, References
 from monitor.sources.base import SourceError
 from monitor.state.store import StateStore
@@ -50,11 +52,12 @@ class Cycle:
     """Checks a model's next window. `inputs` opens (or reuses) the model's sources."""
 
     def __init__(self, store: StateStore, references: References, inputs: Callable[[ModelConfig], Inputs],
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, executor: Executor | None = None) -> None:
         self.store = store
         self._references = references
         self._inputs = inputs
         self._clock = clock or SystemClock()
+        self._executor = executor or LocalExecutor()  # computes the check; this process records it
 
     def run(self, model: ModelConfig, *, until: datetime | None = None, start: datetime | None = None) -> Turn:
         """Check the window after the model's watermark, up to `until` (default, and at most, the live
@@ -75,8 +78,12 @@ class Cycle:
         edge = live_edge(model, now)
         spec = WindowSpec(after=self.store.watermark(model.name) or start, until=min(until, edge) if until else edge,
                           audit=self.store.audit(model.name))
-        checked = run_check(inputs, loaded.prepared, spec, now=now, attribution=self._references.attribution(model, loaded),
-                            signals=loaded.signals)
+        try:
+            checked = self._executor.check(CheckJob(model, loaded, spec, now, self._references.attribution(model, loaded), inputs))
+        except ExecutorError as exc:  # the executor itself failed (a Ray cluster gone): recorded, the window is retried next tick
+            result = replace(failed(model, str(exc), now), details={"executor_error": self._executor.options.type})
+            self.store.record_check(result)
+            return Turn(result, loaded, recorded=True)
         set_check_id(checked.result.check_id)
         self.store.record_check(checked.result, checked.seen)  # with the late-row bookkeeping, in one transaction
         return Turn(checked.result, loaded, checked.snapshot, recorded=True)

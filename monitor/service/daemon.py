@@ -24,6 +24,7 @@ from monitor.core.results import CheckResult, CheckStatus
 from monitor.observe.metrics import Metrics
 from monitor.service.consequences import retrain_status
 from monitor.service.cycle import Cycle, Turn, failed, live_edge, open_inputs
+from monitor.service.executors import open_executor
 from monitor.service.reference import References
 from monitor.sources.base import SourceError
 from monitor.state.lease import Fenced, Leadership, SqliteLock, instance_name, lease_timing
@@ -51,11 +52,12 @@ class Daemon:
         self.store.migrate()
         self.references = References(config, clock=self.clock)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
-        # One place builds it: a deposed leader (`_follow`) replaces it with a fresh one.
-        self._new_handoff = lambda: RetrainHandoff(config, self.store, self.metrics, clock=self.clock)
+        self.executor = open_executor(config)  # computes checks and retrains; this process schedules and records
+        # One place builds the hand-off: a deposed leader (`_follow`) replaces it with a fresh one.
+        self._new_handoff = lambda: RetrainHandoff(config, self.store, self.metrics, clock=self.clock, executor=self.executor)
         self.handoff = self._new_handoff()
         self._inputs: dict[str, Inputs] = {}
-        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock)
+        self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock, executor=self.executor)
         self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
         self._null_timestamps: dict[str, int] = {}  # last count per model, to log a change once
         self._intervals: dict[str, float] = {}  # schedule interval per model, in seconds
@@ -153,6 +155,7 @@ class Daemon:
         if self._sqlite_lock is not None:
             self._sqlite_lock.release()
         self.handoff.shutdown(wait=False)
+        self.executor.close()
         self.notifier.close(timeout=1.0)
         if self._server is not None:
             self._server.stop()

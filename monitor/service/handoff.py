@@ -1,5 +1,6 @@
-"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time,
-each in its own child process (monitor.service.isolation) bounded by `retrain.timeout` and `retrain.memory_limit`.
+"""The retrain hand-off: runs `retrain.run_retrain` off the scheduler thread, one job at a time, on
+the executor (monitor.service.executors): locally each in its own child process (monitor.service.isolation) bounded by
+`retrain.timeout` and `retrain.memory_limit`, on Ray as a task that runs that same child.
 
 One worker for the whole daemon: retraining is CPU-bound and a 2-core machine gains nothing
 from two at once; the state store already refuses a second job for the same model.
@@ -17,7 +18,9 @@ from monitor.core.records import RetrainJob
 from monitor.core.redact import mask, url_secrets
 from monitor.core.statuses import RetrainOutcome
 from monitor.observe.metrics import Metrics
-from monitor.service.isolation import DEFAULT_TARGET, IsolatedRun, Limits, RetrainProcessFailed
+from monitor.service.executors.base import Executor, ExecutorError, RetrainWork
+from monitor.service.executors.local import LocalExecutor
+from monitor.service.isolation import DEFAULT_TARGET, Limits, RetrainProcessFailed
 from monitor.service.jobs import run_job
 from monitor.state.store import StateStore
 
@@ -26,13 +29,13 @@ log = logging.getLogger("driftd.retrain")
 
 class RetrainHandoff:
     def __init__(self, config: Config, store: StateStore, metrics: Metrics, clock: Clock | None = None,
-                 target: str = DEFAULT_TARGET) -> None:
-        """`target` names the retrain function ('module:function'), resolved in the child; tests
-        name one that raises, hangs or aborts."""
+                 target: str = DEFAULT_TARGET, executor: Executor | None = None) -> None:
+        """`target` names the retrain function ('module:function'), resolved where the retrain runs;
+        tests name one that raises, hangs or aborts. `executor` runs it (default: a local child process)."""
         self._config, self._store, self._metrics = config, store, metrics
         self._clock = clock or SystemClock()
         self._target = target
-        self._running: IsolatedRun | None = None
+        self._executor = executor or LocalExecutor()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftd-retrain")
         self._submitted: list[Future] = []
 
@@ -50,7 +53,7 @@ class RetrainHandoff:
             try:
                 log.info("retrain %s started: %s", job.job_id, trigger.reason)
                 outcome = run_job(self._store, job, lambda: self._retrain(model, trigger), self._failure)
-            except RetrainProcessFailed as exc:  # crashed, hung or raised in its process: the daemon carries on
+            except (RetrainProcessFailed, ExecutorError) as exc:  # crashed, hung or raised, or its executor failed: the daemon carries on
                 log.error("retrain %s failed: %s", job.job_id, self._failure(exc))
                 self._metrics.retrain_finished(model.name, RetrainOutcome.FAILED, None)
                 return
@@ -66,16 +69,13 @@ class RetrainHandoff:
 
     def _failure(self, exc: BaseException) -> str:
         """The reason a retrain that raised is recorded with (run_job records it)."""
-        return self._masked(str(exc) if isinstance(exc, RetrainProcessFailed) else f"crashed: {exc}")
+        return self._masked(str(exc) if isinstance(exc, (RetrainProcessFailed, ExecutorError)) else f"crashed: {exc}")
 
     def _retrain(self, model: ModelConfig, trigger):
-        run = IsolatedRun(self._target, Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit))
-        self._running = run
-        try:
-            # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
-            return run.run(self._config, model, trigger, now=self._clock.now(), progress=lambda line: log.info("retrain: %s", line))
-        finally:
-            self._running = None
+        limits = Limits(timeout=model.retrain.timeout, memory_limit=model.retrain.memory_limit)
+        # The daemon's clock, so a simulation's retrain trains on the simulation's recent rows.
+        return self._executor.retrain(RetrainWork(self._target, limits, self._config, model, trigger, self._clock.now(),
+                                                  progress=lambda line: log.info("retrain: %s", line)))
 
     def _masked(self, reason: str) -> str:
         # The child's message may quote a connection string; the store's and MLflow's credentials go.
@@ -91,6 +91,6 @@ class RetrainHandoff:
                 self._metrics.model_size(model.name, "compressed", outcome.compressed_size)
 
     def shutdown(self, wait: bool) -> None:
-        if not wait and self._running is not None:  # a retrain child must not outlive the daemon
-            self._running.kill()
+        if not wait:  # a retrain must not outlive the daemon
+            self._executor.stop_retrain()
         self._pool.shutdown(wait=wait, cancel_futures=True)
