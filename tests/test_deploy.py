@@ -552,13 +552,17 @@ def test_promstack_reports_a_failed_start_with_the_servers_log(tmp_path):
 
 # --- the shipped driftd configurations ------------------------------------------------------
 
-@pytest.mark.parametrize("source", ["compose", "k8s"])
+@pytest.mark.parametrize("source", ["compose", "k8s", "compose with ray", "k8s with ray"])
 def test_shipped_driftd_configs_pass_driftd_validate(tmp_path, source):
-    """The configs the stack mounts must load with the real schema (given their env)."""
-    if source == "compose":
+    """The configs the stack mounts must load with the real schema (given their env), also with
+    their commented `executor: ray` line switched on."""
+    if source.startswith("compose"):
         text = (REPO / "deploy" / "driftd.compose.yaml").read_text()
     else:
         text = yaml.safe_load((REPO / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]["driftd.yaml"]
+    if source.endswith("with ray"):
+        text, switched = re.subn(r"^(\s*)# (executor: .*)$", r"\1\2", text, flags=re.M)
+        assert switched == 1
     config = tmp_path / "driftd.yaml"
     config.write_text(text)
     env = {**os.environ, "POSTGRES_PASSWORD": "pw", "DRIFTD_STATE_URL": "postgresql+psycopg://driftd:pw@db/driftd",
