@@ -117,10 +117,11 @@ def prepare_signals(model: ModelConfig, frame: pd.DataFrame, stored: Callable[[]
     domain, domain_note = None, None
     options = model.drift.multivariate
     if options.enabled:
-        from monitor.check.multivariate import MultivariateError, prepare_domain_reference
+        from monitor.check.multivariate import MultivariateError, preload_learner, prepare_domain_reference
 
         try:
             domain = prepare_domain_reference(frame, model.columns.numerical, model.columns.categorical, tables=tables)
+            preload_learner(options.learner)
         except MultivariateError as exc:
             domain_note = f"multivariate test off for this reference: {exc}"
             log.warning("%s: %s", model.name, domain_note)

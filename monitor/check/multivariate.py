@@ -38,6 +38,7 @@ Learners (a registry; bench/estimation.py compares them on cost and power):
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 import warnings
@@ -246,6 +247,7 @@ class DomainLearner(ABC):
     """Scores rows by how much they look like the window (higher: more window-like)."""
 
     name: ClassVar[str]
+    library: ClassVar[str]  # the module `fit` imports lazily
 
     def __init__(self, numerical: tuple[str, ...], categorical: tuple[str, ...], seed: int) -> None:
         self.n_numerical = len(numerical)
@@ -267,6 +269,7 @@ class GradientBoostingLearner(DomainLearner):
     in 15% of windows without the components, 40% with them)."""
 
     name = "hgb"
+    library = "sklearn.ensemble"
     rotate = True
     # 20 trees at rate 0.3 cost 40 ms a test against 53 ms for 30 at 0.2 (2,000-row windows, 11
     # features, one thread) with the same power within noise (bench/estimation.py power section,
@@ -326,6 +329,7 @@ class AxisGradientBoostingLearner(GradientBoostingLearner):
 
 class LogisticLearner(DomainLearner):
     name = "logistic"
+    library = "sklearn.linear_model"
     MAX_ONE_HOT = 20
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticLearner:
@@ -361,6 +365,12 @@ class LogisticLearner(DomainLearner):
 
 
 LEARNERS: dict[str, type[DomainLearner]] = {cls.name: cls for cls in (GradientBoostingLearner, AxisGradientBoostingLearner, LogisticLearner)}
+
+
+def preload_learner(learner: str) -> None:
+    """Import the learner's library while the reference is prepared: importing scikit-learn's
+    ensemble costs 0.2-0.5 s once per process, which the first check would otherwise pay."""
+    importlib.import_module(LEARNERS[learner].library)
 
 
 # --- statistics -------------------------------------------------------------------------------
