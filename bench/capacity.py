@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> None:
     if args.executor == "ray" and not args.ray_address:  # a cluster of our own on loopback, ended by its PIDs
         from monitor.demo.ray_cluster import ray_cluster
 
-        with ray_cluster(num_cpus=args.ray_cpus) as cluster:
+        # A second node needs a head Ray lets others join: that one listens on all interfaces (monitor.demo.ray_cluster).
+        with ray_cluster(num_cpus=args.ray_cpus, loopback_only=not args.ray_node_cpus) as cluster:
             if args.ray_node_cpus:
                 cluster.start_node(num_cpus=args.ray_node_cpus)
             args.ray_address = cluster.address
