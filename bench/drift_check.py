@@ -392,7 +392,7 @@ def e2e_table(args: argparse.Namespace) -> None:
     reference, windows = e2e_data(Path(args.data), sizes)
     print(f"end to end: data ready in {time.perf_counter() - started:.0f}s under {args.data}; load {os.getloadavg()[0]:.1f}, cores {os.cpu_count()}")
     header = (f"{'window':>11}  {'driftd wall s':>13} {'own s':>6} {'peak MB':>8} {'drifted':>7} {'sampled':>8}   "
-              f"{'Preset wall s':>13} {'own s':>6} {'peak MB':>8} {'drifted':>7}   {'wall ratio':>10} {'own ratio':>9}")
+              f"{'Preset wall s':>13} {'own s':>6} {'peak MB':>8} {'drifted':>7}   {'wall ratio':>10} {'own ratio':>9}  {'load':>5}")
     print(header)
     print("-" * len(header))
     for n in sizes:
@@ -412,12 +412,12 @@ def e2e_table(args: argparse.Namespace) -> None:
             line += (f"{theirs.wall:>13.2f} {preset['own_seconds']:>6.2f} {theirs.peak_mb:>8.0f} {len(preset['drifted']):>7}   "
                      f"{theirs.wall / ours.wall:>9.1f}x {preset['own_seconds'] / own:>8.1f}x")
         else:
-            line += f"{'skipped (--preset-max)':>38}"
-        print(line, flush=True)
+            line += f"{'skipped (--preset-max)':>38}{'':>33}"
+        print(f"{line}  {os.getloadavg()[0]:>5.1f}", flush=True)
     print("driftd wall: the whole `driftd check --json` process (Python start, imports, reference preparation, check);"
           " own: its duration_seconds (read + validate + sample + drift statistics)")
     print("Preset wall: a process that imports Evidently, reads the same window with pandas and runs DataDriftPreset;"
-          " own: read + Datasets + preset. Peak MB: each process's ru_maxrss.")
+          " own: read + Datasets + preset. Peak MB: each process's ru_maxrss. load: 1-minute load average after the row")
 
 
 def main() -> None:

@@ -61,6 +61,23 @@ def test_reservoir_is_the_same_sample_however_the_stream_is_cut() -> None:
     assert reservoir.result()[0]["x"].tolist() != picks[0]
 
 
+def test_reservoir_of_arrow_and_pandas_parts_is_the_sample_of_pandas_parts() -> None:
+    import pyarrow as pa
+
+    frame = pd.DataFrame({"x": np.arange(5_000), "y": np.arange(5_000) * 0.5})
+    samples = []
+    for arrow in (set(), {0, 2, 3, 5}, set(range(10))):  # pandas only, mixed, Arrow only
+        reservoir = Reservoir(700, seed=11, to_frame=lambda table: table.to_pandas())
+        for i in range(10):
+            part = frame.iloc[i * 500 : (i + 1) * 500]
+            reservoir.add(pa.Table.from_pandas(part, preserve_index=False) if i in arrow else part)
+        sample, sampled = reservoir.result()
+        assert sampled and len(sample) == 700
+        samples.append(sample)
+    pd.testing.assert_frame_equal(samples[0], samples[1])
+    pd.testing.assert_frame_equal(samples[0], samples[2])
+
+
 def test_reservoir_is_uniform_over_the_stream() -> None:
     # Every tenth of the stream should hold about a tenth of the sample (binomial sd ~ 28 of 1,000).
     reservoir = Reservoir(10_000, seed=3)
@@ -99,6 +116,40 @@ def test_file_scan_yields_exactly_the_rows_read_returns(tmp_path: Path, fmt: str
     assert streamed["id"].tolist() == whole["id"].tolist()
     assert str(batches[0]["country"].dtype) == "string", "categorical text stays Arrow-backed"
     pd.testing.assert_frame_equal(streamed.astype({"country": object, "device": object}), whole, check_dtype=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_files_stream_in_blocks_and_survive_a_type_that_changes(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text file is parsed a block at a time; where a later block does not fit the types of the
+    first (ints turning fractional, numbers turning text), the rest is read whole: same rows as read()."""
+    import pyarrow as pa
+
+    import monitor.sources.textfiles as textfiles
+
+    monkeypatch.setattr(textfiles, "TEXT_BLOCK_BYTES", 8_192)
+    frame = predictions(2_000, seed=15)
+    frame["age"] = frame["age"].round().astype("int64")
+    write_parts(frame, tmp_path, 1, fmt)
+    path = next(tmp_path.glob(f"*.{fmt}"))
+    blocks = list(textfiles.stream_text_file(path, fmt, list(WANTED), frozenset(COLS.categorical)))
+    assert len(blocks) > 5 and sum(b.num_rows for b in blocks) == 2_000
+    assert blocks[0].schema.field("age").type == blocks[-1].schema.field("age").type
+
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1_500, "age"] = 40.5  # past the first blocks: the stream's int64 cannot hold it
+    frame.loc[1_900, "country"] = None
+    write_parts(frame, tmp_path, 1, fmt)
+    blocks = list(textfiles.stream_text_file(path, fmt, list(WANTED), frozenset(COLS.categorical)))
+    assert (blocks[0].schema.field("age").type, blocks[-1].schema.field("age").type) == (pa.int64(), pa.float64())
+    source = open_source(FilesSource(type="files", path=str(tmp_path / f"*.{fmt}")), COLS)
+    query = WindowQuery(WANTED, until=UNTIL, since=START - timedelta(seconds=1))
+    streamed = pd.concat(list(source.scan(query)), ignore_index=True)
+    whole = source.read(query)
+    assert len(streamed) == 2_000 and 40.5 in set(streamed["age"])
+    streamed = streamed.sort_values(["ts", "id"], ignore_index=True)
+    for text in ("country", "device"):  # Arrow-backed text (pd.NA) against Python str (NaN)
+        assert streamed.pop(text).fillna("-").tolist() == whole.pop(text).fillna("-").tolist()
+    pd.testing.assert_frame_equal(streamed, whole, check_dtype=False)
 
 
 def test_sql_scan_streams_the_rows_read_returns_in_order(tmp_path: Path, small_batches: None) -> None:
@@ -148,6 +199,37 @@ def test_streamed_window_counts_every_row_while_sampling_few(tmp_path: Path, sma
     joined = sample.astype({"country": object}).merge(frame[["probability", "country", "age"]], on="probability", suffixes=("", "_w"))
     assert len(joined) == 400
     assert (joined["country"].fillna("-") == joined["country_w"].fillna("-")).all() and (joined["age"].fillna(-1) == joined["age_w"].fillna(-1)).all()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_arrow_batches_give_the_window_pandas_batches_give(tmp_path: Path, small_batches: None, fmt: str) -> None:
+    """The stream counts Arrow batches in Arrow and converts only the rows its sample admits:
+    the same sample (rows, values, dtypes), summary and watermark as batches handed over as pandas."""
+    frame = predictions(3_000, seed=14)
+    frame.loc[frame.index % 7 == 0, "income"] = np.nan
+    frame.loc[frame.index % 11 == 0, "score"] = -np.inf
+    frame.loc[frame.index % 13 == 0, "country"] = None
+    frame.loc[frame.index % 29 == 0, "probability"] = np.nan
+    write_parts(frame, tmp_path, 3, fmt)
+    model = model_config({"type": "files", "path": str(tmp_path / f"*.{fmt}")}, window={"size": "30d", "min_rows": 50, "max_rows": 400})
+    arrow_source = open_source(model.source, model.columns)
+    assert hasattr(arrow_source, "scan_arrow")
+
+    class PandasOnly:  # the same source without scan_arrow: batches arrive as pandas frames
+        scan_ordered = False
+
+        def __getattr__(self, name: str):
+            if name == "scan_arrow":
+                raise AttributeError(name)
+            return getattr(arrow_source, name)
+
+    spec = WindowSpec(since=START - timedelta(seconds=1), until=UNTIL)
+    arrow = read_window(Inputs(model, arrow_source, None), spec, UNTIL)
+    pandas = read_window(Inputs(model, PandasOnly(), None), spec, UNTIL)  # type: ignore[arg-type]
+
+    assert arrow.error is None and arrow.sampled and len(arrow.sample) == 400
+    pd.testing.assert_frame_equal(arrow.sample, pandas.sample)
+    assert arrow.summary == pandas.summary and arrow.watermark == pandas.watermark and arrow.rows == pandas.rows == 3_000
 
 
 def test_drift_scores_of_the_streamed_sample_equal_those_of_the_same_rows_read_whole(tmp_path: Path, small_batches: None) -> None:

@@ -149,7 +149,7 @@ def _read_fresh(inputs: Inputs, spec: WindowSpec, now: datetime,
 
 
 def _taken(taken: WindowStream, source: Source, query: WindowQuery) -> WindowStream:
-    for batch in scan(source, query):
+    for batch in scan(source, query, arrow=True):
         taken.add(batch)
     return taken
 

@@ -56,15 +56,17 @@ def validate_window(frame: pd.DataFrame, model: ModelConfig) -> pd.DataFrame:
     return frame
 
 
-def validate_batch(frame: pd.DataFrame, model: ModelConfig) -> tuple[pd.DataFrame, dict[str, BadValues]]:
+def validate_batch(frame: pd.DataFrame, model: ModelConfig, *, require: bool = True) -> tuple[pd.DataFrame, dict[str, BadValues]]:
     """One batch of a streamed window, cast as validate_window casts a whole one, except that
     categorical text stays as it came when it is already text (Arrow-backed strings stay
     Arrow-backed). Returns the non-numeric values found per numerical column; the verdict on
     the window comes from `window_problems` once every batch has been seen.
-    Raises InputError for missing columns (no later batch can repair those)."""
+    Raises InputError for missing columns (no later batch can repair those); `require=False`
+    casts the columns present (monitor.check.stream has checked the batch they were taken from)."""
     cols = model.columns
     required = [cols.timestamp, cols.id, cols.prediction, *cols.features, *[c for c in (cols.probability,) if c]]
-    _require(frame, required, f"the window of model {model.name!r}")
+    if require:
+        _require(frame, required, f"the window of model {model.name!r}")
     return _cast(frame, model, keep_text=True)
 
 
@@ -126,10 +128,15 @@ def _validated(frame: pd.DataFrame, model: ModelConfig, required: list[str], wha
 def _require(frame: pd.DataFrame, required: list[str], what: str) -> None:
     if frame.empty:
         raise InputError(f"{what} is empty: there are no rows to check")
-    missing = [c for c in required if c not in frame.columns]
+    require_columns(list(frame.columns), required, what)
+
+
+def require_columns(present: Sequence[str], required: Sequence[str], what: str) -> None:
+    """Raise InputError naming every column of `required` not in `present`."""
+    missing = [c for c in required if c not in present]
     if missing:
         raise InputError(
-            f"{what} lacks column(s) {', '.join(repr(c) for c in missing)} (it has: {', '.join(map(str, frame.columns))}); "
+            f"{what} lacks column(s) {', '.join(repr(c) for c in missing)} (it has: {', '.join(map(str, present))}); "
             "fix `columns` in the configuration or the logging",
             column=missing[0],
             columns=missing,
@@ -157,7 +164,8 @@ def _cast(frame: pd.DataFrame, model: ModelConfig, *, keep_text: bool) -> tuple[
         if problem:
             bad[name] = problem
     for name in cols.categorical:
-        out[name] = _as_text(out[name], keep_text=keep_text)
+        if name in out.columns:
+            out[name] = _as_text(out[name], keep_text=keep_text)
     for label in (cols.prediction, cols.target):
         if label and label in out.columns and label not in numeric:
             out[label] = _without_nullable(out[label])

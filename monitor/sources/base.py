@@ -6,12 +6,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
 
 from monitor.core.config import Columns, SourceConfig
 from monitor.core.results import Watermark
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class SourceError(Exception):
@@ -75,9 +78,10 @@ class Source(ABC):
         """Release connections; the source may not be used afterwards."""
 
 
-def scan(source: Source, query: WindowQuery) -> Iterator[pd.DataFrame]:
-    """The window's rows in batches: the source's own scan() when it has one, else read() whole."""
-    streamed = getattr(source, "scan", None)
+def scan(source: Source, query: WindowQuery, *, arrow: bool = False) -> Iterator[pd.DataFrame | pa.Table]:
+    """The window's rows in batches: the source's own scan() when it has one, else read() whole.
+    With `arrow`, a source's `scan_arrow` (Arrow tables, FileLogSource) is preferred."""
+    streamed = (arrow and getattr(source, "scan_arrow", None)) or getattr(source, "scan", None)
     if streamed is not None:
         yield from streamed(query)
         return
