@@ -78,7 +78,7 @@ class RayCluster:
         if not head and self.loopback_only:
             raise ValueError("a loopback-only Ray cluster takes no second node (Ray 2.60 refuses it with its multi-node "
                              "switch off); use ray_cluster(loopback_only=False), which listens on all interfaces")
-        gcs, node_manager, object_manager, client, agent_grpc, agent_http, metrics, runtime_env = _free_ports(8)
+        gcs, node_manager, object_manager, client, agent_grpc, agent_http, metrics, runtime_env, autoscaler = _free_ports(9)
         workers = _free_range(40)
         args = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                 f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
@@ -93,7 +93,8 @@ class RayCluster:
                      f"--temp-dir={self.temp_dir}"]
         else:
             args += [f"--address={self.address}"]
-        env = self._env()
+        # The head's autoscaler monitor serves its metrics on a fixed port (44217) unless told: two clusters would collide.
+        env = {**self._env(), "AUTOSCALER_METRIC_PORT": str(autoscaler)}
         log = open(self.temp_dir / f"start-{len(self.processes)}.log", "wb")  # noqa: SIM115 - kept open for the process's life
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.processes.append(process)
