@@ -27,7 +27,8 @@ p50/p99, max staleness, when every first check was done, peak RSS, the daemon's 
 
 `--executor ray` runs the checks as Ray tasks (monitor.service.executors.ray): on the cluster at
 `--ray-address`, or on one the bench starts on loopback (`--ray-cpus` for the head, and
-`--ray-node-cpus` for a second node joining it). It also prints the daemon's own CPU% (with Ray it
+`--ray-node-cpus` for a second node joining it; Ray 2.60 lets no node join a head that listens on
+127.0.0.1 only, so with a second node the cluster listens on all interfaces). It also prints the daemon's own CPU% (with Ray it
 schedules and records only), Ray's added latency per check (round trip minus the task's own time)
 and where the checks ran.
 """
@@ -128,11 +129,13 @@ def run(args: argparse.Namespace) -> None:
     if args.executor == "ray" and not args.ray_address:  # a cluster of our own on loopback, ended by its PIDs
         from monitor.demo.ray_cluster import ray_cluster
 
-        with ray_cluster(num_cpus=args.ray_cpus) as cluster:
+        # A second node needs a head Ray lets others join: that one listens on all interfaces (monitor.demo.ray_cluster).
+        with ray_cluster(num_cpus=args.ray_cpus, loopback_only=not args.ray_node_cpus) as cluster:
             if args.ray_node_cpus:
                 cluster.start_node(num_cpus=args.ray_node_cpus)
             args.ray_address = cluster.address
-            print(f"Ray cluster on loopback: head {args.ray_cpus} CPUs" + (f" + a node with {args.ray_node_cpus}" if args.ray_node_cpus else ""))
+            print(f"Ray cluster at {cluster.address}: head {args.ray_cpus} CPUs" + (
+                f" + a node with {args.ray_node_cpus} (listening on all interfaces)" if args.ray_node_cpus else " (listening on 127.0.0.1 only)"))
             return run(args)
     from monitor.service.daemon import Daemon
 
