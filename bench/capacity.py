@@ -20,9 +20,18 @@ Run: .venv/bin/python bench/capacity.py --models 50 --cadence 15 --intervals 4 [
 `--processes N|auto` runs the local executor's checks in N worker processes
 (monitor.service.executors.pool) and also prints the peak RSS and CPU% of the daemon with its workers.
 
+`--table` runs N = 100, 300, 1,000 models (`--sizes`), each in a fresh process, at the cadence
+that gives every run the load of 1,000 models at a 5-minute cadence (cadence = N x 0.3 s: 30 s,
+90 s, 300 s; `--equivalent`), so the 1,000-model run is the real thing (every model loaded, its
+reference prepared and calibrated in this process), and prints one row per N: checks/s, lag
+p50/p99, max staleness, when every first check was done, peak RSS, the daemon's CPU share.
+
+    .venv/bin/python bench/capacity.py --table [--sizes 100 300 1000] [--intervals 3]
+
 `--executor ray` runs the checks as Ray tasks (monitor.service.executors.ray): on the cluster at
 `--ray-address`, or on one the bench starts on loopback (`--ray-cpus` for the head, and
-`--ray-node-cpus` for a second node joining it). It also prints the daemon's own CPU% (with Ray it
+`--ray-node-cpus` for a second node joining it; Ray 2.60 lets no node join a head that listens on
+127.0.0.1 only, so with a second node the cluster listens on all interfaces). It also prints the daemon's own CPU% (with Ray it
 schedules and records only), Ray's added latency per check (round trip minus the task's own time)
 and where the checks ran.
 """
@@ -30,7 +39,9 @@ and where the checks ran.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -102,9 +113,9 @@ def write_world(directory: Path, models: int, cadence: float, intervals: int, wo
     return path
 
 
-def peak_rss_mib() -> float:
+def rss_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -124,6 +135,10 @@ def process_sample(pids: list[int]) -> tuple[float, float]:
     return rss, cpu
 
 
+def peak_rss_mib() -> float:
+    return rss_mib("VmHWM")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -132,11 +147,13 @@ def run(args: argparse.Namespace) -> None:
     if args.executor == "ray" and not args.ray_address:  # a cluster of our own on loopback, ended by its PIDs
         from monitor.demo.ray_cluster import ray_cluster
 
-        with ray_cluster(num_cpus=args.ray_cpus) as cluster:
+        # A second node needs a head Ray lets others join: that one listens on all interfaces (monitor.demo.ray_cluster).
+        with ray_cluster(num_cpus=args.ray_cpus, loopback_only=not args.ray_node_cpus) as cluster:
             if args.ray_node_cpus:
                 cluster.start_node(num_cpus=args.ray_node_cpus)
             args.ray_address = cluster.address
-            print(f"Ray cluster on loopback: head {args.ray_cpus} CPUs" + (f" + a node with {args.ray_node_cpus}" if args.ray_node_cpus else ""))
+            print(f"Ray cluster at {cluster.address}: head {args.ray_cpus} CPUs" + (
+                f" + a node with {args.ray_node_cpus} (listening on all interfaces)" if args.ray_node_cpus else " (listening on 127.0.0.1 only)"))
             return run(args)
     from monitor.service.daemon import Daemon
 
@@ -185,6 +202,7 @@ def run(args: argparse.Namespace) -> None:
         ended = time.time()
         cpu_after = os.times()
         load_after = os.getloadavg()[0]
+        rss_end = rss_mib("VmRSS")
         overheads = list(getattr(daemon.executor, "overheads", []))
         delays = list(getattr(getattr(daemon._scheduler, "queue", None), "delays", []))
     checks = [p for p in published if p[3] in ("ok", "drift")]
@@ -208,16 +226,15 @@ def run(args: argparse.Namespace) -> None:
     print(f"{'all first checks after (s)':34} {max(firsts, default=float('nan')):8.1f}   "
           f"({max(firsts, default=float('nan')) / args.cadence:.2f} intervals)" if not never else
           f"{'all first checks after (s)':34} {'never':>8}   ({never} models had none)")
-    print(f"{'peak RSS (MiB)':34} {peak_rss_mib():8.0f}   (the daemon process)")
     cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / (ended - began)
-    print(f"{'daemon process CPU%':34} {100 * cpu:8.0f}   (executor {args.executor}; Ray's driver and workers not included)")
+    print(f"{'peak RSS / at the end (MiB)':34} {peak_rss_mib():8.0f} / {rss_end:.0f}")
+    print(f"{'daemon process CPU (share of one core)':34} {cpu:8.0%}   ({cpu * (ended - began) / max(len(published), 1):.3f} CPU-s per result; "
+          f"executor {args.executor}: Ray's driver and workers not included)")
     if worker_cpu:
         total_cpu = cpu * (ended - began) + sum(worker_cpu.values())
         print(f"{'peak RSS daemon + workers (MiB)':34} {peak_total:8.0f}   ({len(worker_cpu)} check worker processes, sampled every 0.5 s)")
         print(f"{'CPU% daemon + workers':34} {100 * total_cpu / (ended - began):8.0f}   "
               f"({total_cpu / max(len(published), 1):.3f} CPU-s per result, start-up and first checks included)")
-    else:
-        print(f"{'CPU-s per result (daemon)':34} {cpu * (ended - began) / max(len(published), 1):8.3f}")
     if overheads:
         seen: set[str] = set()
         steady = [s for m, s in overheads if m in seen or seen.add(m)]  # without each model's first (its reference put, workers warming up)
@@ -226,6 +243,16 @@ def run(args: argparse.Namespace) -> None:
               f"   (round trip minus the task's own time, {len(steady)} checks after each model's first; includes waiting for a free CPU)")
         print(f"{'  ... with the first checks':34} {1000 * percentile(every, 50):8.1f} / {1000 * percentile(every, 90):.1f}")
     print(f"{'results by node':34} {', '.join(f'{n[:8]}: {c}' for n, c in sorted(nodes.items()))}")
+    if args.json:
+        print("JSON " + json.dumps({
+            "models": args.models, "cadence": args.cadence, "intervals": args.intervals, "workers": workers,
+            "seconds": ended - began, "checks_per_s": len(checks) / (ended - began), "needed_per_s": args.models / args.cadence,
+            "lag_p50": percentile(lags, 50), "lag_p99": percentile(lags, 99), "delay_p99": percentile(delays, 99),
+            "staleness": max(gaps, default=float("nan")), "never": never,
+            "first_done": max(firsts, default=float("nan")) if not never else None,
+            "rss_peak": peak_rss_mib(), "rss_end": rss_end, "cpu": cpu, "load": [load_before, load_after],
+            "cpu_per_result": cpu * (ended - began) / max(len(published), 1),
+            "other": len(published) - len(checks)}))
 
 
 def profile_one(args: argparse.Namespace) -> None:
@@ -277,6 +304,32 @@ def profile_one(args: argparse.Namespace) -> None:
         stats.sort_stats("cumulative").print_stats(args.profile_top)
 
 
+def table(args: argparse.Namespace) -> None:
+    """One fresh process per N, each at the load of 1,000 models at a 5-minute cadence."""
+    rows = []
+    for n in args.sizes:
+        cadence = n * args.equivalent / 1000
+        command = [sys.executable, __file__, "--models", str(n), "--cadence", f"{cadence:g}", "--intervals", str(args.intervals), "--json"]
+        if args.workers:
+            command += ["--workers", str(args.workers)]
+        print(f"$ {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        print(done.stdout.replace("JSON ", "  json: "), done.stderr[-2000:], flush=True)
+        found = [json.loads(line[5:]) for line in done.stdout.splitlines() if line.startswith("JSON ")]
+        if found:
+            rows.append(found[0])
+    print(f"\nEvery run at the load of 1,000 models at a {args.equivalent:g}-s cadence ({1000 / args.equivalent:.2f} checks/s); "
+          f"{os.cpu_count()} cores; load average before/after each run in the last column")
+    print("| N | cadence | checks/s (needed) | lag p50 / p99 | queue delay p99 | max staleness | all first checks done | "
+          "peak RSS | daemon CPU (CPU-s per check) | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        first = f"{r['first_done']:.0f} s ({r['first_done'] / r['cadence']:.2f} intervals)" if r["first_done"] is not None else f"{r['never']} never"
+        print(f"| {r['models']} | {r['cadence']:g} s | {r['checks_per_s']:.2f} ({r['needed_per_s']:.2f}) | {r['lag_p50']:.1f} / {r['lag_p99']:.1f} s | "
+              f"{r['delay_p99']:.1f} s | {r['staleness']:.2f} intervals | {first} | {r['rss_peak'] / 1024:.2f} GiB | {r['cpu']:.0%} ({r['cpu_per_result']:.2f}) | "
+              f"{r['load'][0]:.1f}/{r['load'][1]:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
@@ -291,9 +344,15 @@ def main() -> None:
     parser.add_argument("--ray-node-cpus", type=int, default=0, help="without --ray-address: CPUs of a second node joining it")
     parser.add_argument("--profile", action="store_true", help="profile one steady-state check instead")
     parser.add_argument("--profile-top", type=int, default=0, help="with --profile: print the N top functions too")
+    parser.add_argument("--table", action="store_true", help="run --sizes models, one fresh process each, and print a table")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 300, 1000])
+    parser.add_argument("--equivalent", type=float, default=300.0, help="with --table: the cadence 1,000 models would have (s)")
+    parser.add_argument("--json", action="store_true", help="also print the run's figures as one JSON line")
     args = parser.parse_args()
     setup_logging("WARNING")
-    if args.profile:
+    if args.table:
+        table(args)
+    elif args.profile:
         profile_one(args)
     else:
         run(args)

@@ -34,7 +34,7 @@ from monitor.core.config import parse_config  # noqa: E402
 from monitor.core.results import CheckStatus  # noqa: E402
 from monitor.demo.synthetic import CATEGORICAL, NUMERICAL, PredictionTable, columns, predictions  # noqa: E402
 from monitor.service.daemon import Daemon  # noqa: E402
-from monitor.state.store import seen_keys  # noqa: E402
+from monitor.state.schema import seen_keys  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # as the integration tests use
 

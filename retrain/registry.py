@@ -288,16 +288,21 @@ def move_champion(client: MlflowClient, name: str, version: str) -> None:
         return
     if current is not None:
         _call(client.set_model_version_tag, name, version, "driftd.promoted_over", str(current.version))
-        _call(client.set_registered_model_alias, name, PREVIOUS, str(current.version))
     _call(client.set_model_version_tag, name, version, "driftd.promoted_at", _now())
-    _call(client.set_registered_model_alias, name, CHAMPION, version)  # last: the switch itself
+    # The switch itself, before any other alias moves: a process killed before it leaves every alias
+    # as it was. `previous` follows; a kill in between leaves the version `pending` with its
+    # `driftd.promoted_over` tag, from which settle_orphans completes the move.
+    _call(client.set_registered_model_alias, name, CHAMPION, version)
     try:  # tidying after the switch: a failure here must not report the promotion as failed
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, str(current.version))
         client.set_model_version_tag(name, version, OUTCOME_TAG, "promoted")
         challenger = _by_alias(client, name, CHALLENGER)
         if challenger is not None and str(challenger.version) == version:
             client.delete_registered_model_alias(name, CHALLENGER)
     except Exception as exc:
-        log.warning("version %s of %s is champion, but its old challenger alias stays: %s", version, name, describe(exc))
+        log.warning("version %s of %s is champion, but tidying after the switch failed (the next retrain completes it): %s",
+                    version, name, describe(exc))
 
 
 def mark_rejected(client: MlflowClient, name: str, version: str) -> None:
@@ -330,6 +335,9 @@ def settle_orphans(client: MlflowClient, name: str) -> list[str]:
     for version in pending:
         number = str(version.version)
         if current is not None and str(current.version) == number:
+            over = (version.tags or {}).get("driftd.promoted_over")
+            if over:  # its process ended between the switch and moving `previous` (move_champion)
+                _call(client.set_registered_model_alias, name, PREVIOUS, over)
             _call(client.set_model_version_tag, name, number, OUTCOME_TAG, "promoted")
             continue
         reason = (f"orphaned: registered by run {version.run_id}, which failed before promoting or rejecting it "

@@ -249,7 +249,7 @@ def test_the_shipped_probes_work_with_tls_and_basic_auth(tmp_path):
 
 # --- Kubernetes --------------------------------------------------------------------------
 
-BUILTIN_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "deployment.yaml", "service.yaml"]
+BUILTIN_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "deployment.yaml", "service.yaml", "poddisruptionbudget.yaml"]
 
 
 def kubernetes_validate() -> str:
@@ -265,7 +265,7 @@ def test_kubernetes_validate_strict_builtin_kinds():
 
 
 def test_every_k8s_manifest_is_covered():
-    crds = {"servicemonitor.yaml", "prometheusrule.yaml"}
+    crds = {"servicemonitor.yaml", "prometheusrule.yaml", "raycluster.yaml"}
     assert {p.name for p in K8S.glob("*.yaml")} == set(BUILTIN_MANIFESTS) | crds
 
 
@@ -292,7 +292,7 @@ def test_deployment_is_hardened_and_wired_to_service_config_and_secret():
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert container["args"] == ["run", "-c", f"{mounts['config']}/driftd.yaml"]
     assert yaml.safe_load(configmap["data"]["driftd.yaml"])["server"]["port"] == 9108
-    refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     refs += [{"name": v["secret"]["secretName"], "key": i["key"]} for v in pod["volumes"] if "secret" in v for i in v["secret"]["items"]]
     for ref in refs:
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"], ref
@@ -360,6 +360,102 @@ def test_prometheus_rule_is_generated_from_the_rules_file(tmp_path):
     extracted = tmp_path / "groups.yml"
     extracted.write_text(yaml.safe_dump({"groups": resource["spec"]["groups"]}))
     ok(run(tool("promtool"), "check", "rules", str(extracted)))
+
+
+# --- replicas and Ray ------------------------------------------------------------------
+
+def test_two_replicas_share_a_postgresql_state_store_under_the_lease():
+    (deploy,) = k8s_docs("deployment.yaml")
+    (budget,) = k8s_docs("poddisruptionbudget.yaml")
+    (configmap,) = k8s_docs("configmap.yaml")
+    (secret,) = k8s_docs("secret.example.yaml")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 2
+    # a rolling update never takes both down: the leader's stop releases the lease to the other pod
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert budget["spec"]["minAvailable"] == 1 < spec["replicas"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (container,) = spec["template"]["spec"]["containers"]
+    instance = next(e for e in container["env"] if e["name"] == "DRIFTD_INSTANCE")
+    assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "each replica needs its own name in the lease"
+    # the state store is shared PostgreSQL (SQLite refuses a second daemon, and an emptyDir each would split it)
+    config = yaml.safe_load(configmap["data"]["driftd.yaml"])
+    assert config["state_url"] == "${DRIFTD_STATE_URL}" and secret["stringData"]["state-url"].startswith("postgresql")
+    assert set(config["state"]["lease"]) == {"ttl", "renew_every"}
+    # readiness does not depend on leadership: the standby stays behind the Service and scraped
+    assert k8s_probes()["readinessProbe"] == ["driftd", "health", "--ready", "-c", "/etc/driftd/driftd.yaml"]
+
+
+def _commented_executor(text: str) -> dict[str, Any]:
+    """The `# executor: {...}` line a config ships commented out, parsed."""
+    (line,) = re.findall(r"^\s*# (executor: .*)$", text, re.M)
+    return yaml.safe_load(line)["executor"]
+
+
+_POD_TEMPLATE = {"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object"}}, "additionalProperties": False}
+RAY_CLUSTER_SCHEMA = _obj({
+    "apiVersion": {"const": "ray.io/v1"},
+    "kind": {"const": "RayCluster"},
+    "metadata": {"type": "object", "required": ["name"]},
+    "spec": _obj({
+        "rayVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+        "headGroupSpec": _obj({"rayStartParams": {"type": "object", "additionalProperties": {"type": "string"}},
+                               "template": _POD_TEMPLATE}, ["rayStartParams", "template"]),
+        "workerGroupSpecs": {"type": "array", "minItems": 1, "items": _obj({
+            "groupName": {"type": "string"}, "replicas": {"type": "integer"}, "minReplicas": {"type": "integer"},
+            "maxReplicas": {"type": "integer"}, "rayStartParams": {"type": "object", "additionalProperties": {"type": "string"}},
+            "template": _POD_TEMPLATE}, ["groupName", "rayStartParams", "template"])},
+    }, ["rayVersion", "headGroupSpec", "workerGroupSpecs"]),
+}, ["apiVersion", "kind", "metadata", "spec"])
+
+
+def test_kuberay_cluster_is_valid_and_wired_to_the_daemons_executor(tmp_path):
+    """KubeRay's CRD is not in kubernetes-validate: the RayCluster's own fields are checked against
+    a schema of the fields used, and each pod template as a Pod with kubernetes-validate --strict."""
+    (cluster,) = k8s_docs("raycluster.yaml")
+    jsonschema.validate(cluster, RAY_CLUSTER_SCHEMA)
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]
+    pods = []
+    for i, group in enumerate(groups):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"ray-{i}"}, "spec": group["template"]["spec"]}
+        pods.append(tmp_path / f"pod-{i}.yaml")
+        pods[-1].write_text(yaml.safe_dump(pod))
+    out = ok(run(kubernetes_validate(), "--strict", *map(str, pods)))
+    assert out.count("passed") == len(pods), out
+
+    head = cluster["spec"]["headGroupSpec"]
+    port = head["rayStartParams"]["ray-client-server-port"]
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert {"name": "client", "containerPort": int(port), "protocol": "TCP"} in head_container["ports"]
+    executor = _commented_executor(yaml.safe_load((K8S / "configmap.yaml").read_text())["data"]["driftd.yaml"])
+    assert executor == {"type": "ray", "address": f"ray://{cluster['metadata']['name']}-head-svc:{port}"}
+    # every node runs the daemon's image (built with Ray): driftd's code and the versions match
+    (deploy,) = k8s_docs("deployment.yaml")
+    repository = deploy["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[0]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            assert container["image"].rsplit(":", 1)[0] == repository
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert group["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_docker_compose_ray_profile_is_optional_and_wired(tmp_path):
+    plain = yaml.safe_load(ok(compose("config", env=COMPOSE_ENV, tmp_path=tmp_path)))["services"]
+    # Ray is opt-in (`--profile ray`; docker-compose 1.29's `config` lists every profile's services)
+    assert {n for n, svc in plain.items() if svc.get("profiles")} == {"ray-head", "ray-worker"}
+    assert all(plain[n]["profiles"] == ["ray"] for n in ("ray-head", "ray-worker"))
+    assert not any(set(svc.get("depends_on") or ()) & {"ray-head", "ray-worker"} for n, svc in plain.items() if not svc.get("profiles"))
+    env = {**COMPOSE_ENV, "DRIFTD_RAY_VERSION": "2.60.0"}
+    ok(compose("--profile", "ray", "config", "-q", env=env, tmp_path=tmp_path))
+    services = yaml.safe_load(ok(compose("--profile", "ray", "config", env=env, tmp_path=tmp_path)))["services"]
+    assert services["driftd"]["build"]["args"] == {"RAY_VERSION": "2.60.0"}
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["image"] == worker["image"] == services["driftd"]["image"], "one image: driftd's code on every node"
+    assert "--head" in head["command"] and "--address=ray-head:6379" in worker["command"]
+    port = next(a.split("=")[1] for a in head["command"] if a.startswith("--ray-client-server-port="))
+    executor = _commented_executor((DEPLOY / "driftd.compose.yaml").read_text())
+    assert executor == {"type": "ray", "address": f"ray://ray-head:{port}"}
+    assert 'ARG RAY_VERSION=""' in (DEPLOY / "Dockerfile").read_text()
 
 
 # --- systemd -----------------------------------------------------------------------------
@@ -456,13 +552,17 @@ def test_promstack_reports_a_failed_start_with_the_servers_log(tmp_path):
 
 # --- the shipped driftd configurations ------------------------------------------------------
 
-@pytest.mark.parametrize("source", ["compose", "k8s"])
+@pytest.mark.parametrize("source", ["compose", "k8s", "compose with ray", "k8s with ray"])
 def test_shipped_driftd_configs_pass_driftd_validate(tmp_path, source):
-    """The configs the stack mounts must load with the real schema (given their env)."""
-    if source == "compose":
+    """The configs the stack mounts must load with the real schema (given their env), also with
+    their commented `executor: ray` line switched on."""
+    if source.startswith("compose"):
         text = (REPO / "deploy" / "driftd.compose.yaml").read_text()
     else:
         text = yaml.safe_load((REPO / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]["driftd.yaml"]
+    if source.endswith("with ray"):
+        text, switched = re.subn(r"^(\s*)# (executor: .*)$", r"\1\2", text, flags=re.M)
+        assert switched == 1
     config = tmp_path / "driftd.yaml"
     config.write_text(text)
     env = {**os.environ, "POSTGRES_PASSWORD": "pw", "DRIFTD_STATE_URL": "postgresql+psycopg://driftd:pw@db/driftd",

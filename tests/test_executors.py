@@ -78,7 +78,8 @@ def test_a_pickled_reference_checks_a_window_exactly_as_the_original(tmp_path):
     logs.mkdir()
     predictions(4000, seed=7, shift=0.4, start=START).to_parquet(logs / "part-0.parquet", index=False)
     model = model_config({"type": "files", "path": str(logs / "*.parquet")}, window={"size": "1h", "min_rows": 100})
-    prepared = prepare_reference(validate_reference(predictions(3000, seed=12345), model), model, "v1")
+    rows = validate_reference(predictions(3000, seed=12345), model)
+    prepared = prepare_reference(rows, model, "v1")
     spec = WindowSpec(since=START, until=START + timedelta(hours=1))
     inputs = Inputs(model, open_source(model.source, model.columns), None)
     try:
@@ -86,7 +87,7 @@ def test_a_pickled_reference_checks_a_window_exactly_as_the_original(tmp_path):
         copy = pickle.loads(pickle.dumps(prepared))
         executor = LocalExecutor()
         again = executor.check(CheckJob(model, Loaded(copy, None), spec, START + timedelta(hours=2), None, inputs))
-        fresh = run_check(inputs, pickle.loads(pickle.dumps(prepare_reference(prepared.frame, model, "v1"))), spec,
+        fresh = run_check(inputs, pickle.loads(pickle.dumps(prepare_reference(rows, model, "v1"))), spec,
                           now=START + timedelta(hours=2))
     finally:
         inputs.close()

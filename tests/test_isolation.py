@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from monitor.core.clock import SimulatedClock
 from monitor.core.config import Config, RetrainOptions, load_config
+from monitor.core.results import CheckStatus
 from monitor.observe.metrics import Metrics
 from monitor.service.handoff import RetrainHandoff
 from monitor.state.store import StateStore
@@ -147,3 +149,126 @@ def test_timeout_and_memory_limit_are_read_from_the_config(tmp_path):
     assert model.retrain.timeout.total_seconds() == 90 * 60
     assert model.retrain.memory_limit == 500 * 10**6
     assert RetrainOptions().timeout.total_seconds() == 2 * 3600 and RetrainOptions().memory_limit is None
+
+
+# --- the real pipeline, a real registry: a crash never half-promotes --------------------------
+
+
+class _Aborts:
+    """Unpickling this calls os.abort(): what a hostile or corrupt champion pickle does to whoever loads it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.abort, ())
+
+
+def _registered(world) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The registered model's aliases, and each version's tags."""
+    import mlflow
+
+    client = mlflow.MlflowClient(world.config.mlflow.tracking_uri)
+    name = world.model.mlflow_name
+    aliases = {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+    return aliases, {str(v.version): dict(v.tags) for v in client.search_model_versions(f"name='{name}'")}
+
+
+def _handoff(world, tmp_path: Path, target: str | None = None):
+    from monitor.service.isolation import DEFAULT_TARGET
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    metrics = Metrics(process_metrics=False)
+    return store, metrics, RetrainHandoff(world.config, store, metrics, clock=SimulatedClock(NOW_WORLD), target=target or DEFAULT_TARGET)
+
+
+NOW_WORLD = datetime(2024, 3, 1, tzinfo=timezone.utc)  # tests.test_retrain's world
+
+
+def test_a_champion_that_aborts_on_load_fails_the_retrain_and_leaves_the_registry_as_it_was(tmp_path):
+    import pickle
+
+    from tests.test_retrain import TRIGGER, make_world
+
+    world = make_world(tmp_path)
+    pickles = list((tmp_path / "artifacts").rglob("model.pkl"))
+    assert pickles, "the champion's scikit-learn model is a cloudpickle file"
+    for path in pickles:
+        path.write_bytes(pickle.dumps(_Aborts()))
+    before = _registered(world)
+    store, metrics, handoff = _handoff(world, tmp_path)
+    try:
+        job = store.create_retrain_job(world.model.name, TRIGGER.check_id, TRIGGER.reason)
+        handoff.submit(job, world.model, TRIGGER).result()
+    finally:
+        handoff.shutdown(wait=True)
+    (stored,) = store.retrain_jobs(world.model.name)
+    assert stored.status == "failed" and stored.reason.startswith("retrain process died with signal SIGABRT")
+    assert metrics.registry.get_sample_value("driftd_retrains_total", {"model": world.model.name, "outcome": "failed"}) == 1
+    assert _registered(world) == before  # nothing registered, no alias moved
+
+
+def test_a_retrain_killed_at_the_switch_leaves_the_old_champion_serving_and_no_new_version_marked_champion(tmp_path):
+    import mlflow
+
+    from retrain.registry import settle_orphans
+    from tests.test_retrain import TRIGGER, make_world
+
+    world = make_world(tmp_path)
+    (old_aliases, _) = _registered(world)
+    store, _, handoff = _handoff(world, tmp_path, f"{TARGETS}:acts_out")
+    try:
+        job = store.create_retrain_job(world.model.name, TRIGGER.check_id, "killed_at_the_switch")
+        handoff.submit(job, world.model, replace(TRIGGER, reason="killed_at_the_switch")).result()
+    finally:
+        handoff.shutdown(wait=True)
+    (stored,) = store.retrain_jobs(world.model.name)
+    assert stored.status == "failed" and stored.reason.startswith("retrain process died with signal SIGKILL")
+
+    aliases, versions = _registered(world)
+    assert aliases["champion"] == old_aliases["champion"] == "1"
+    assert set(versions) == {"1", "2"}, "the challenger was registered before the kill"
+    assert aliases == old_aliases == {"champion": "1"}, "no alias moved (not even `previous`) before the switch"
+    assert versions["2"]["driftd.outcome"] == "pending"
+    # The next retrain settles the orphan: it is marked failed, never champion.
+    client = mlflow.MlflowClient(world.config.mlflow.tracking_uri)
+    assert settle_orphans(client, world.model.mlflow_name) == ["2"]
+    assert _registered(world)[1]["2"]["driftd.outcome"] == "failed" and _registered(world)[0]["champion"] == "1"
+
+
+def test_checks_stay_on_schedule_while_a_retrain_hangs_and_a_stop_ends_its_process(tmp_path):
+    """The daemon's scheduler, on a simulated clock, keeps checking a model every interval while a
+    retrain of it hangs in its child process; stopping the daemon kills that child and records why."""
+    from monitor.service.daemon import Daemon
+    from tests.support.models import make_loans, train_baseline, with_predictions, write_log
+    from tests.support.promstack import wait_for
+
+    frame = make_loans(3000, seed=1, start=NOW - timedelta(days=3), every=timedelta(minutes=1))
+    estimator = train_baseline(frame.iloc[:1000], "logistic")
+    reference = tmp_path / "reference.parquet"
+    with_predictions(estimator, frame.iloc[:1000]).to_parquet(reference, index=False)
+    write_log(tmp_path / "logs", estimator, frame.iloc[1000:])
+    model = model_config("loans", tmp_path / "logs" / "*.parquet", reference=reference, retrain=RetrainOptions(timeout="1h"),
+                         window={"size": "15m", "min_rows": 50})
+    config = Config(state_url=f"sqlite:///{tmp_path / 'state.db'}", server={"port": 0}, models=[model],
+                    mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    clock = SimulatedClock(NOW)
+    daemon = Daemon(config, clock=clock)
+    daemon.handoff.shutdown(wait=True)
+    daemon.handoff = RetrainHandoff(config, daemon.store, daemon.metrics, clock=clock, target=f"{TARGETS}:acts_out")
+    daemon.start()  # (its start-up marks jobs a crash left running as failed: submit after it)
+    try:
+        job = daemon.store.create_retrain_job("loans", "check-0", "hangs")
+        daemon.handoff.submit(job, model, Trigger("check-0", None, NOW, 0.5, "hangs"))
+        wait_for(lambda: daemon.store.active_retrain_job("loans").status == "running", timeout=30)
+        before = len(wait_for(lambda: daemon.store.recent_checks("loans", 10), timeout=60))  # the first check, at start
+        for due in range(1, 4):  # one more per interval of the daemon's clock
+            clock.advance(model.schedule.every * 1.1)  # past the seeded jitter (at most 5% of the interval)
+            wait_for(lambda n=before + due: len(daemon.store.recent_checks("loans", 10)) >= n, timeout=60)
+        checks = daemon.store.recent_checks("loans", 10)
+        assert {c.status for c in checks} <= {CheckStatus.OK, CheckStatus.DRIFT, CheckStatus.INSUFFICIENT_DATA}
+        assert daemon.store.active_retrain_job("loans").status == "running" and not daemon.handoff.idle()
+    finally:
+        daemon.stop()
+    stored = wait_for(lambda: next(j for j in daemon.store.retrain_jobs("loans") if j.status == "failed"), timeout=30)
+    assert stored.reason == "retrain process was stopped: the daemon is shutting down"

@@ -26,7 +26,8 @@ from monitor.core.records import decode
 from monitor.core.results import CheckStatus
 from monitor.demo.synthetic import PredictionTable
 from monitor.service.daemon import Daemon
-from monitor.state.store import StateStore, seen_keys
+from monitor.state.schema import seen_keys
+from monitor.state.store import StateStore
 from tests.support.daemon import PG_URL, metric_value
 from tests.support.data import CATEGORICAL, NUMERICAL, columns, predictions
 

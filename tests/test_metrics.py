@@ -43,6 +43,7 @@ CONTRACT = {
     "driftd_feature_missing_share": ("model", "feature"),
     "driftd_feature_unseen_share": ("model", "feature"),
     "driftd_alert_firing": ("model", "alert"),
+    "driftd_leader": ("instance",),
 }
 
 
@@ -125,6 +126,7 @@ def realistic(metrics: Metrics) -> Metrics:
         FeatureDrift("country", "categorical", "jensenshannon", 0.2, None, True, p_value=0.3, missing_share=0.0,
                      missing_p_value=1.0, unseen_share=0.05, unseen_p_value=1e-9, drifted_by=("unseen",)))))
     metrics.alert_firing("churn", "DriftdDatasetDrift", True)
+    metrics.leader("driftd-7c9f-a", True)
     return metrics
 
 

@@ -123,3 +123,19 @@ def test_a_small_reference_limits_the_tested_rows(reference):
     assert result.window_rows == 300  # a tenth of the reference: the p-value stays honest
     with pytest.raises(MultivariateError, match="needs at least 500"):
         domain_classifier_test(prepare_domain_reference(reference.iloc[:400], NUM, CAT), rows(2_000, np.random.default_rng(8)))
+
+
+def test_the_compact_reference_decodes_to_exactly_the_encoded_rows(reference):
+    odd = reference.iloc[:2_000].copy()
+    odd.loc[odd.index[:5], "f 0"] = np.inf
+    odd.loc[odd.index[5:10], "f.1"] = np.nan
+    odd.loc[odd.index[10:15], "segment"] = None
+    finite = odd["f 0"].to_numpy()
+    shared = np.sort(finite[np.isfinite(finite)])  # what the drift tests hold for the column
+    domain = prepare_domain_reference(odd, NUM, CAT, tables={"f 0": shared})
+
+    np.testing.assert_array_equal(domain.decode(np.arange(domain.rows)), domain.encode(odd))
+    assert domain.tables[0] is shared  # shared with the drift tests, not copied
+    assert domain.positions.dtype == np.uint16 and domain.codes.dtype == np.uint8
+    other = prepare_domain_reference(odd, NUM, CAT, tables={"f 0": shared[::2]})  # misses values: its own table
+    np.testing.assert_array_equal(other.decode(np.arange(other.rows)), domain.encode(odd))

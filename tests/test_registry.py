@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score
 
 from monitor.core.config import Config, MLflowConfig, ModelConfig
 from retrain.baseline import adopt, register_baseline
-from retrain.registry import RegistryError, champion, load_reference, promote, rollback
+from retrain.registry import RegistryError, champion, load_reference, promote, rollback, settle_orphans
 from retrain.tracking import mask
 from tests.support.mlflow_server import free_port
 from tests.support.models import FEATURES, PREDICTION, PROBABILITY, TARGET, make_loans, model_config, train_baseline, with_predictions
@@ -102,6 +102,21 @@ def test_promote_and_rollback_move_champion_and_previous(loans):
     with pytest.raises(RegistryError, match="no version 9"):
         promote(config, model, "9")
     assert aliases(config, "loans") == {"champion": "2", "previous": "1"}
+
+
+def test_a_promotion_cut_off_between_the_switch_and_previous_is_completed_by_the_next_retrain(loans):
+    config, model = loans
+    baseline(config, model, seed=1)
+    baseline(config, model, seed=2)
+    client = mlflow.MlflowClient(config.mlflow.tracking_uri)
+    # What a retrain process killed right after moving `champion` (move_champion) leaves behind:
+    client.delete_registered_model_alias("loans", "previous")
+    client.set_model_version_tag("loans", "2", "driftd.outcome", "pending")
+    assert aliases(config, "loans") == {"champion": "2"}
+
+    assert settle_orphans(client, "loans") == []  # promoted, not failed
+    assert aliases(config, "loans") == {"champion": "2", "previous": "1"}
+    assert client.get_model_version("loans", "2").tags["driftd.outcome"] == "promoted"
 
 
 def test_rollback_chains_back_through_promotions(loans):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from monitor.core.config import FilesSource, SqlSource
 from monitor.core.results import Watermark
-from monitor.sources import SourceError, WindowQuery, open_source, watermark_of
+from monitor.sources import SourceError, WindowQuery, engines, open_source, watermark_of
 from tests.support.data import START, columns, predictions, write_parts
 
 PG_URL = os.environ.get("DRIFTD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -370,3 +370,22 @@ def test_watermark_of_an_empty_window_is_none() -> None:
     assert watermark_of(predictions(0), COLS) is None
     frame = predictions(3, start=datetime(2024, 1, 1, tzinfo=timezone.utc))
     assert watermark_of(frame, COLS) == Watermark(datetime(2024, 1, 1, 0, 0, 2, tzinfo=timezone.utc), 2)
+
+
+def test_sources_on_one_database_share_one_engine_until_the_last_closes(tmp_path: Path) -> None:
+    # One pool per database, not per model: a thousand models on one database held a thousand pools.
+    frame = predictions(200, seed=9, timestamps=7, every=timedelta(minutes=1))
+    first = sqlite_source(tmp_path / "logs.db", frame)
+    second = open_source(SqlSource(type="sql", url=f"sqlite:///{tmp_path / 'logs.db'}", table="predictions"), COLS)
+    query = WindowQuery(columns=("ts", "id"), since=START - timedelta(minutes=1), until=START + timedelta(hours=1))
+
+    assert first._engine is second._engine
+    first.close()
+    assert len(second.read(query)) == 200  # the other model's source still reads
+    with pytest.raises(SourceError, match="closed"):
+        first.read(query)
+    engine = second._engine
+    second.close()
+    second.close()  # closing twice is harmless
+    assert engine is not None and engine.pool.checkedin() == 0  # disposed: a fresh, empty pool
+    assert all(held is not engine for held, _ in engines._shared.values())

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.core.results import CheckResult, CheckStatus, FeatureDrift, Quality, Watermark
-from monitor.state.store import SCHEMA_VERSION, StateError, StateStore
+from monitor.state.schema import SCHEMA_VERSION
+from monitor.state.store import StateError, StateStore
 
 PG_ADMIN_URL = os.environ.get("DRIFTD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -437,9 +438,9 @@ def test_reads_do_not_take_the_sqlite_write_lock(tmp_path) -> None:
 def test_a_held_sqlite_lock_names_the_lock_not_the_directory(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    import monitor.state.store
+    import monitor.state.engine
 
-    monkeypatch.setattr(monitor.state.store, "_SQLITE_BUSY_TIMEOUT_S", 1)
+    monkeypatch.setattr(monitor.state.engine, "_SQLITE_BUSY_TIMEOUT_S", 1)
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     store.migrate()
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
@@ -480,15 +481,20 @@ def test_a_version_2_database_gains_the_estimates_column_and_keeps_its_checks(tm
     store = StateStore(url)
     store.migrate()
     store.record_check(check("c1", mark=Watermark(T0, 1)))
-    with store.engine.begin() as conn:  # back to what driftd left behind before estimates
+    with store.engine.begin() as conn:  # back to what driftd left behind before estimates (and leases)
         conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN estimated")
-        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 3")
+        conn.exec_driver_sql("ALTER TABLE checks DROP COLUMN token")
+        conn.exec_driver_sql("DROP TABLE leader_lease")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 3")
     store.close()
     upgraded = StateStore(url)
     upgraded.migrate()
-    assert upgraded.schema_version() == SCHEMA_VERSION == 3
+    assert upgraded.schema_version() == SCHEMA_VERSION == 4
     (old,) = upgraded.recent_checks("churn", 5)
     assert old.check_id == "c1" and old.estimated is None  # an old check was simply not estimated
+    with upgraded.engine.connect() as conn:  # nor committed under a leader's fencing token
+        assert conn.exec_driver_sql("SELECT token FROM checks").scalar() is None
+        assert conn.exec_driver_sql("SELECT count(*) FROM leader_lease").scalar() == 0
     upgraded.close()
 
 

@@ -54,7 +54,7 @@ def test_bootstrap_draws_score_like_scipy() -> None:
     rng = np.random.default_rng(3)
     ref = stats.prepare_numerical(rng.poisson(3.0, 5000).astype(float))
     idx = np.sort(rng.integers(0, ref.rows, (4, 300)), axis=1)
-    vectorised = stats._w1_sorted(ref, ref.sorted[idx], ref.last_le[idx])
+    vectorised = stats._w1_sorted(ref, ref.sorted[idx], ref.last_le()[idx])
 
     assert vectorised == pytest.approx([wasserstein_distance(ref.sorted, ref.sorted[row]) for row in idx], rel=1e-9)
 
@@ -103,7 +103,7 @@ def test_p_values_hold_their_level_with_no_drift(kind: str) -> None:
 
 
 def test_bucket_grid_is_geometric_and_capped() -> None:
-    assert [bucket(n) for n in (10, 16, 22, 23, 100, 1000, 2048, 10_000, 1_000_000)] == [10, 16, 16, 23, 91, 724, 2048, 2048, 2048]
+    assert [bucket(n) for n in (10, 16, 22, 23, 100, 362, 363, 512, 10_000, 1_000_000)] == [10, 16, 16, 23, 91, 256, 362, 512, 512, 512]
 
 
 def test_missing_and_novelty_tests() -> None:
@@ -163,7 +163,7 @@ def test_one_drifted_feature_of_twenty_is_dataset_drift(twenty) -> None:
     assert outcome.drifted_features == ["n0"] and outcome.dataset_drifted
     assert outcome.drifted_share == pytest.approx(1 / 20)
     n0 = outcome.features[0]
-    assert n0.drifted_by == ("distribution",) and n0.p_value < 1e-6
+    assert n0.drifted_by == ("distribution",) and n0.p_value < 1e-5
 
 
 def test_no_drift_no_verdict_over_seeded_windows(twenty) -> None:
@@ -206,7 +206,7 @@ def test_effect_floor_ignores_significant_but_tiny_changes(tmp_path) -> None:
 
     outcome = check_drift(reference, window, floored)
 
-    assert outcome.features[0].p_value < 1e-6 and not outcome.dataset_drifted
+    assert outcome.features[0].p_value < 1e-5 and not outcome.dataset_drifted
 
 
 def test_dataset_rule_share_and_extra_hypotheses(tmp_path) -> None:
@@ -237,7 +237,7 @@ def test_a_retrains_too_small_reference_is_topped_up_from_the_previous_champions
                                        "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction",
                                                    "numerical": NUM, "categorical": CAT},
                                        "task": "binary_classification", "window": {"min_rows": 100}}]}, base_dir=tmp_path)
-    old = prepare_reference(frame(2000, 1), m, "3")
+    old = prepare_reference(frame(2000, 1), m, "3", reload=lambda: frame(2000, 1))
     champion = Champion("m", "4", "run", "models:/m/4", None, "accuracy", 0.9, promoted_over="3")
     small = frame(300, 2)
 
@@ -248,3 +248,58 @@ def test_a_retrains_too_small_reference_is_topped_up_from_the_previous_champions
     prepare_reference(topped, m, "4")  # now large enough
     large = frame(600, 2)
     assert References(config)._topped_up(m, large, champion, Loaded(old, None)) is large
+
+
+def test_null_samples_persist_per_version_and_are_redrawn_for_other_values(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    nref = stats.prepare_numerical(rng.normal(size=5000))
+    draws: list[int] = []
+
+    def draw(n: int, b: int, g: np.random.Generator) -> np.ndarray:
+        draws.append(n)
+        return stats.bootstrap_wasserstein(nref, n, b, g)
+
+    def once(version: str, fingerprint: str, directory: Path = tmp_path) -> np.ndarray:
+        cache = NullCache(version, directory, {"x": fingerprint})
+        sample = cache.null("x", 3000, nref.rows, draw)
+        cache.flush()  # as check_drift does after its columns
+        return sample
+
+    first = once("7", "values-a")
+    again = once("7", "values-a")  # a restart: read back
+
+    assert draws == [512] and np.array_equal(first, again)
+    once("7", "values-b")  # same version, other values
+    once("8", "values-a")  # another version
+    assert draws == [512, 512, 512]
+    alone = tmp_path / "alone"
+    once("9", "values-a", alone)
+    [stored] = alone.iterdir()
+    stored.write_bytes(b"damaged")
+    once("9", "values-a", alone)  # unreadable: drawn again, no error
+    assert len(draws) == 5
+
+
+def test_a_second_process_reads_the_null_samples_back_from_the_state_directory(tmp_path, monkeypatch) -> None:
+    from monitor.service.reference import References
+
+    frame(2_000, 1).to_parquet(tmp_path / "reference.parquet", index=False)
+    raw = {"name": "m", "source": {"type": "files", "path": "x/*.parquet"}, "reference": "reference.parquet",
+           "columns": {"timestamp": "ts", "id": "id", "prediction": "prediction", "numerical": NUM, "categorical": CAT},
+           "task": "binary_classification", "window": {"min_rows": 100}}
+    config = parse_config({"models": [raw]}, base_dir=tmp_path)  # state: tmp_path/driftd-state.db
+    m = config.models[0]
+    drawn: list[int] = []
+    bootstrap = stats.bootstrap_wasserstein
+    monkeypatch.setattr(stats, "bootstrap_wasserstein", lambda *a: drawn.append(a[1]) or bootstrap(*a))
+    window = frame(600, 2)
+
+    first = check_drift(References(config).get(m).prepared, window, m)
+    assert drawn and list((tmp_path / "nulls").rglob("*.npz"))
+    count = len(drawn)
+    again = check_drift(References(config).get(m).prepared, window, m)  # a restart, or `driftd check`
+    assert len(drawn) == count and [f.p_value for f in again.features] == [f.p_value for f in first.features]
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(References(config).get(m).prepared))  # to an executor's worker: no reload
+    assert shipped.reload is None and check_drift(shipped, window, m).features == first.features

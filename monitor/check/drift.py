@@ -30,7 +30,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -68,20 +69,45 @@ class _Planned(NamedTuple):
 
 @dataclass(frozen=True)
 class ColumnReference:
-    """What one reference column's tests need, computed once per reference version."""
+    """What one reference column's tests need, computed once per reference version: compact
+    arrays (sorted values, category counts), no frame."""
 
     rows: int  # all reference rows, missing included
     missing: int  # null/NaN/inf values
     numerical: stats.NumericalReference | None = None
     categorical: stats.CategoricalReference | None = None
+    values: pd.Series | None = None  # the finite values in their order, kept only for a method driftd does not calibrate
+
+    def fingerprint(self) -> str:
+        """Identifies the values a null sample was drawn from (a persisted one is reused only for the same)."""
+        if self.numerical is not None:
+            return f"n{self.numerical.rows}:{zlib.crc32(self.numerical.sorted.tobytes()):08x}"
+        if self.categorical is not None:
+            labels = "\x1f".join(map(str, self.categorical.categories))
+            return f"c{self.categorical.rows}:{zlib.crc32(labels.encode() + self.categorical.counts.tobytes()):08x}"
+        return "none"
+
+    def column(self) -> pd.Series:
+        """The column as Evidently's reference Dataset holds it, rebuilt from the compact arrays:
+        the same values (missing ones as NaN), in sorted order. ValueDrift scores each column on
+        its own, from its distribution, so the order and the rows' pairing across columns do not
+        change its result."""
+        pad = self.rows - (self.numerical.rows if self.numerical is not None else self.categorical.rows if self.categorical is not None else 0)
+        if self.numerical is not None:
+            return pd.Series(np.concatenate([self.numerical.sorted, np.full(pad, np.nan)]))
+        assert self.categorical is not None
+        cref = self.categorical
+        codes = np.concatenate([np.repeat(np.arange(len(cref.categories)), cref.counts), np.full(pad, -1)])
+        return pd.Series(pd.Categorical.from_codes(codes, categories=cref.categories))
 
 
 class EvidentlyReference:
-    """The reference as an Evidently Dataset, built on first use: only an HTML report needs it,
-    and `import evidently` alone costs seconds and ~280 MB (the scores come from monitor.check.stats)."""
+    """The reference as an Evidently Dataset, built on first use from the compact column
+    references: only an HTML report needs it, and `import evidently` alone costs seconds and
+    ~280 MB (the scores come from monitor.check.stats). Nothing holds the reference frame itself."""
 
-    def __init__(self, typed: pd.DataFrame, plan: list[_Planned]) -> None:
-        self._typed = typed
+    def __init__(self, tests: Mapping[str, ColumnReference], plan: list[_Planned]) -> None:
+        self._tests = tests
         self._plan = plan
         self._built: tuple[DataDefinition, Dataset] | None = None
         self._lock = threading.Lock()
@@ -89,10 +115,10 @@ class EvidentlyReference:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled to an executor's workers (monitor.executors.ray) with its reference; a lock does
         # not pickle, and the Dataset is rebuilt there on first use, if ever.
-        return {"_typed": self._typed, "_plan": self._plan}
+        return {"_tests": self._tests, "_plan": self._plan}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["_typed"], state["_plan"])  # type: ignore[misc]
+        self.__init__(state["_tests"], state["_plan"])  # type: ignore[misc]
 
     def get(self) -> tuple[DataDefinition, Dataset]:
         with self._lock:
@@ -100,22 +126,30 @@ class EvidentlyReference:
                 from evidently import Dataset
 
                 definition = _definition(self._plan)
-                self._built = definition, Dataset.from_pandas(self._typed, data_definition=definition)
+                typed = pd.DataFrame({p.column: self._tests[p.column].column() for p in self._plan})
+                self._built = definition, Dataset.from_pandas(typed, data_definition=definition)
             return self._built
 
 
 @dataclass(frozen=True)
 class PreparedReference:
-    """A champion version's reference, typed and wrapped for Evidently once, reused by every check."""
+    """A champion version's reference prepared once, reused by every check: per checked column
+    its sorted values or category counts (monitor.stats), and the null samples calibrated from
+    them. The rows themselves are not kept (a daemon holds one of these per model): an HTML
+    report rebuilds Evidently's Dataset from the columns, a top-up re-reads them (`reload`)."""
 
     version: str
-    frame: pd.DataFrame  # the reference rows as given
     evidently: EvidentlyReference  # the Evidently Dataset, built only for an HTML report
     rows: int
     prediction_column: str | None = None  # None: the reference holds no model output to compare
-    columns: Mapping[str, pd.Series] = dataclasses.field(default_factory=dict)  # typed, inf/NaN dropped
     tests: Mapping[str, ColumnReference] = dataclasses.field(default_factory=dict)
     nulls: NullCache = dataclasses.field(default_factory=lambda: NullCache(""))
+    reload: Callable[[], pd.DataFrame] | None = None  # the validated rows again, when they are needed
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to an executor's workers: `reload` reads through the daemon's registry view (locks
+        # and all); a worker never tops up a reference, so it goes without.
+        return {**self.__dict__, "reload": None}
 
 
 @dataclass(frozen=True)
@@ -148,8 +182,13 @@ def prediction_drift_column(model: ModelConfig) -> tuple[str, str]:
     return columns.prediction, CATEGORICAL
 
 
-def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> PreparedReference:
-    """Type the reference's checked columns and prepare its tests, once per version."""
+def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str, *, nulls_dir: Path | None = None,
+                      reload: Callable[[], pd.DataFrame] | None = None) -> PreparedReference:
+    """Type the reference's checked columns and prepare its tests, once per version.
+
+    `nulls_dir`: where the version's null samples are persisted (monitor.calibrate.NullCache),
+    so a restart or a one-off `driftd check` does not draw them again; None keeps them in memory.
+    `reload`: how to read the rows again (the prepared reference does not keep them)."""
     where = f"reference of model {model.name!r} version {version}"
     missing = [c for c in model.columns.features if c not in frame.columns]
     if missing:
@@ -174,18 +213,20 @@ def prepare_reference(frame: pd.DataFrame, model: ModelConfig, version: str) -> 
     plan = _plan(model, prediction_column)
     started = time.perf_counter()
     typed = _typed(frame, plan, where)
-    columns = {p.column: _finite(typed[p.column]) for p in plan}
-    tests = {p.column: _column_reference(p, typed[p.column], columns[p.column]) for p in plan}
+    tests = {p.column: _column_reference(p, typed[p.column]) for p in plan}
     log.debug("%s prepared in %.2fs (%d rows)", where, time.perf_counter() - started, len(frame))
-    return PreparedReference(version, frame, EvidentlyReference(typed, plan), len(frame), prediction_column, columns, tests,
-                             NullCache(version))
+    nulls = NullCache(version, nulls_dir, {c: t.fingerprint() for c, t in tests.items()})
+    return PreparedReference(version, EvidentlyReference(tests, plan), len(frame), prediction_column, tests, nulls, reload)
 
 
-def _column_reference(p: _Planned, typed: pd.Series, finite: pd.Series) -> ColumnReference:
+def _column_reference(p: _Planned, typed: pd.Series) -> ColumnReference:
+    finite = _finite(typed)
     missing = len(typed) - len(finite)
+    # A method driftd does not calibrate is Evidently's own stattest: it gets the values as they were.
+    values = finite if CALIBRATED_METHODS[p.kind] != p.method.method else None
     if p.kind == NUMERICAL:
-        return ColumnReference(len(typed), missing, numerical=stats.prepare_numerical(finite.to_numpy()))
-    return ColumnReference(len(typed), missing, categorical=stats.prepare_categorical(finite))
+        return ColumnReference(len(typed), missing, numerical=stats.prepare_numerical(finite.to_numpy()), values=values)
+    return ColumnReference(len(typed), missing, categorical=stats.prepare_categorical(finite), values=values)
 
 
 def check_drift(reference: PreparedReference, window: pd.DataFrame, model: ModelConfig,
@@ -209,6 +250,7 @@ def check_drift(reference: PreparedReference, window: pd.DataFrame, model: Model
     started = time.perf_counter()
     current = _typed(window, plan, "window")
     columns = [_column_tests(p, reference, current[p.column], model) for p in plan]
+    reference.nulls.flush()  # the null samples this check drew, persisted in one write
     log.debug("drift of %s: %.2fs (%d rows)", model.name, time.perf_counter() - started, len(window))
 
     count = len(model.columns.features)
@@ -435,7 +477,8 @@ def _column_tests(p: _Planned, reference: PreparedReference, series: pd.Series, 
     effects = {"missing": missing / rows - ref.missing / ref.rows}
     share = missing / rows
     if CALIBRATED_METHODS[p.kind] != p.method.method:
-        score, drifted, threshold = _evidently_score(p, reference.columns[p.column], finite)
+        assert ref.values is not None  # kept for exactly these columns
+        score, drifted, threshold = _evidently_score(p, ref.values, finite)
         return _Tests(p, score, threshold, 0.0, p_values, effects, share, fixed_drifted=drifted)
     floor = p.method.threshold or getattr(model.drift.min_effect, p.kind)
     try:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from monitor.check.estimation import EstimatedQuality, EstimationGap, EstimatorError, QualityEstimator, estimation_errors, fit_estimator
@@ -103,9 +104,11 @@ def incompatible(estimator: QualityEstimator, model: ModelConfig) -> str | None:
     return None
 
 
-def prepare_signals(model: ModelConfig, frame: pd.DataFrame, stored: Callable[[], QualityEstimator | None] | None = None) -> Signals:
+def prepare_signals(model: ModelConfig, frame: pd.DataFrame, stored: Callable[[], QualityEstimator | None] | None = None,
+                    tables: Mapping[str, np.ndarray] | None = None) -> Signals:
     """The estimator (the stored one when usable, else fitted on `frame`, the reference) and the
-    multivariate test's encoded reference, for `model`'s current champion."""
+    multivariate test's encoded reference, for `model`'s current champion. `tables`: the drift
+    tests' sorted numerical columns, which the multivariate reference shares instead of copying."""
     estimator, origin, note = None, None, None
     if model.estimation.enabled and model.columns.target:
         estimator, origin, note = _estimator(model, frame, stored)
@@ -114,10 +117,11 @@ def prepare_signals(model: ModelConfig, frame: pd.DataFrame, stored: Callable[[]
     domain, domain_note = None, None
     options = model.drift.multivariate
     if options.enabled:
-        from monitor.check.multivariate import MultivariateError, prepare_domain_reference
+        from monitor.check.multivariate import MultivariateError, preload_learner, prepare_domain_reference
 
         try:
-            domain = prepare_domain_reference(frame, model.columns.numerical, model.columns.categorical)
+            domain = prepare_domain_reference(frame, model.columns.numerical, model.columns.categorical, tables=tables)
+            preload_learner(options.learner)
         except MultivariateError as exc:
             domain_note = f"multivariate test off for this reference: {exc}"
             log.warning("%s: %s", model.name, domain_note)

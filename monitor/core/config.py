@@ -166,6 +166,28 @@ class DaemonOptions(Strict):
     seed: int = 0
 
 
+class Lease(Strict):
+    """Leadership among replicas sharing a PostgreSQL state store (monitor.state.lease). Unset: the ttl is
+    half the shortest check interval (2s..60s), renewed every quarter ttl."""
+
+    ttl: PositiveDuration | None = Field(default=None, description="a dead leader's lease runs out after this")
+    renew_every: PositiveDuration | None = Field(default=None, description="how often the leader renews and standbys look")
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> Lease:
+        if self.ttl is not None and self.renew_every is not None and self.renew_every >= self.ttl:
+            raise ValueError(f"renew_every ({self.renew_every.total_seconds():g}s) must be shorter than ttl ({self.ttl.total_seconds():g}s)")
+        return self
+
+
+class StateOptions(Strict):
+    """Replicas: several `driftd run` on one PostgreSQL state_url, one leading. SQLite is single-instance."""
+
+    instance: str | None = Field(default=None, min_length=1, max_length=253,
+                                 description="this replica's name; unset: $DRIFTD_INSTANCE, else the host name")
+    lease: Lease = Lease()
+
+
 # --- the executor: where checks and retrains compute (monitor.executors) ----------------
 
 
@@ -235,6 +257,7 @@ ExecutorSection = Annotated[SerializeAsAny[ExecutorConfig], _section_of(EXECUTOR
 
 class Config(Strict):
     state_url: str = "sqlite:///driftd-state.db"
+    state: StateOptions = StateOptions()
     mlflow: MLflowConfig = MLflowConfig()
     server: Server = Server()
     daemon: DaemonOptions = DaemonOptions()
@@ -246,6 +269,10 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        lease = self.state.lease
+        if (lease.ttl is not None or lease.renew_every is not None) and self.state_url.startswith("sqlite"):
+            raise ValueError("state.lease needs a PostgreSQL state_url: SQLite state is single-instance "
+                             "(a second `driftd run` on the same file is refused)")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -1,7 +1,16 @@
 """A real Ray cluster on loopback for the tests and benches (nothing in driftd itself starts Ray): a
 head, and optionally more "nodes" joining it, each started with `ray start --block` on free ports in a
 private temp dir and in its own process group, ended by that group's id and its processes' ids
-(SIGTERM, then SIGKILL). Never `ray stop`: it stops every Ray on the machine."""
+(SIGTERM, then SIGKILL). Never `ray stop`: it stops every Ray on the machine.
+
+Loopback only, by default. Ray 2.60 turns a node IP of 127.0.0.1 into the machine's outward address
+(ray._private.services.resolve_ip_for_localhost), and its gRPC servers (GCS, raylet, object manager,
+core workers) then listen on every interface; they listen on 127.0.0.1 only when the node IP stays
+127.0.0.1, which Ray does when its multi-node switch is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+ray_constants.ENABLE_RAY_CLUSTER; despite its name it is read on Linux too). The switch applies to
+every Ray process here: the head, and the drivers, which otherwise resolve 127.0.0.1 to the outward
+address too and find no GCS there. Its price: no node can join (`ray start --address` refuses), so a
+cluster with a second node (`loopback_only=False`) listens on all interfaces, as Ray does."""
 
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 as the node IP and listens there only
 
 
 def _free_ports(count: int) -> list[int]:
@@ -58,13 +68,17 @@ class RayCluster:
     client_port: int = 0  # ray://127.0.0.1:<client_port>
     processes: list[subprocess.Popen] = field(default_factory=list)
     node_ids: list[str] = field(default_factory=list)  # in the order the nodes joined
+    loopback_only: bool = True  # every socket on 127.0.0.1; then no second node (see the module's docstring)
 
     def head_node_id(self) -> str:
         return self.node_ids[0]
 
     def start_node(self, *, num_cpus: int, head: bool = False, port: int | None = None, timeout: float = 90) -> subprocess.Popen:
         """A head (on `port`, e.g. to restart a head where it was) or a node joining the head."""
-        gcs, node_manager, object_manager, client, agent_grpc, agent_http, metrics, runtime_env = _free_ports(8)
+        if not head and self.loopback_only:
+            raise ValueError("a loopback-only Ray cluster takes no second node (Ray 2.60 refuses it with its multi-node "
+                             "switch off); use ray_cluster(loopback_only=False), which listens on all interfaces")
+        gcs, node_manager, object_manager, client, agent_grpc, agent_http, metrics, runtime_env, autoscaler = _free_ports(9)
         workers = _free_range(40)
         args = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                 f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
@@ -79,13 +93,21 @@ class RayCluster:
                      f"--temp-dir={self.temp_dir}"]
         else:
             args += [f"--address={self.address}"]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        env.pop("RAY_ADDRESS", None)
+        # The head's autoscaler monitor serves its metrics on a fixed port (44217) unless told: two clusters would collide.
+        env = {**self._env(), "AUTOSCALER_METRIC_PORT": str(autoscaler)}
         log = open(self.temp_dir / f"start-{len(self.processes)}.log", "wb")  # noqa: SIM115 - kept open for the process's life
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.processes.append(process)
         self._wait_nodes(len(self.processes), timeout)
         return process
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        env.pop(SINGLE_NODE, None)
+        if self.loopback_only:
+            env[SINGLE_NODE] = "0"
+        return env
 
     def _wait_nodes(self, count: int, timeout: float) -> None:
         """Poll the GCS until `count` nodes are alive (through a short-lived driver)."""
@@ -98,7 +120,8 @@ class RayCluster:
                 if process.poll() is not None:
                     raise RuntimeError(f"ray start exited with {process.returncode}; see {self.temp_dir}/start-*.log")
             try:
-                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, timeout=60)
+                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True, timeout=60,
+                                      env=self._env())
             except subprocess.TimeoutExpired:
                 continue
             last = done.stdout.strip() or done.stderr.strip()[-300:]
@@ -112,7 +135,7 @@ class RayCluster:
         """End every process this cluster started: each `ray start` process group, and by PID every
         descendant (Ray's workers put themselves in sessions of their own)."""
         groups = [p.pid for p in self.processes]
-        tree = _descendants(set(groups))
+        tree = descendants(set(groups))
         for pid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
@@ -132,7 +155,7 @@ class RayCluster:
         self.node_ids.clear()
 
 
-def _descendants(roots: set[int]) -> set[int]:
+def descendants(roots: set[int]) -> set[int]:
     """Every process below `roots` (from /proc's parent ids), taken before anything is killed."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -149,12 +172,21 @@ def _descendants(roots: set[int]) -> set[int]:
 
 
 @contextlib.contextmanager
-def ray_cluster(num_cpus: int = 2) -> Iterator[RayCluster]:
+def ray_cluster(num_cpus: int = 2, *, loopback_only: bool = True) -> Iterator[RayCluster]:
+    """A head with `num_cpus`. While it runs, a loopback-only cluster's switch is in this process's environment
+    too, so the drivers started from here (the Ray executor's driver process) connect to 127.0.0.1."""
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's unix socket paths must fit 107 bytes
-    cluster = RayCluster(temp)
+    cluster = RayCluster(temp, loopback_only=loopback_only)
+    before = os.environ.get(SINGLE_NODE)
+    if loopback_only:
+        os.environ[SINGLE_NODE] = "0"
     try:
         cluster.start_node(num_cpus=num_cpus, head=True)
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(temp, ignore_errors=True)
+        if before is None:
+            os.environ.pop(SINGLE_NODE, None)
+        else:
+            os.environ[SINGLE_NODE] = before

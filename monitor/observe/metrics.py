@@ -83,6 +83,10 @@ class Metrics:
             "Rows found behind the watermark (committed after their window was read) and checked with a later window.",
             ["model"], registry=r,
         )
+        self._leader = Gauge(
+            "driftd_leader", "1 on the replica that leads (schedules checks, writes the state store), 0 on a standby.",
+            ["instance"], registry=r,
+        )
         self._accumulating: tuple[Counter | Histogram, ...] = (
             self._checks, self._check_duration, self._retrains, self._retrain_duration,
             self._source_errors, self._alerts, self._late_rows,
@@ -214,6 +218,10 @@ class Metrics:
             self._snapshots[model] = replace(
                 snapshot, quality_drops=put(snapshot.quality_drops, metric, drop), quality_drop_threshold=threshold
             )
+
+    def leader(self, instance: str, leading: bool) -> None:
+        """This replica's role (monitor.state.lease); one series per process."""
+        self._leader.labels(instance).set(int(leading))
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4) of every metric."""

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from monitor.service.cycle import Cycle, Turn, failed, live_edge, open_inputs
 from monitor.service.executors import open_executor
 from monitor.service.reference import References
 from monitor.sources.base import SourceError
+from monitor.state.lease import Fenced, Leadership, SqliteLock, instance_name, lease_timing
 from monitor.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ class Daemon:
         self.references = References(config, clock=self.clock)
         self.notifier = Notifier(config.alerts.channels, self.metrics)
         self.executor = open_executor(config)  # computes checks and retrains; this process schedules and records
-        self.handoff = RetrainHandoff(config, self.store, self.metrics, clock=self.clock, executor=self.executor)
+        # One place builds the hand-off: a deposed leader (`_follow`) replaces it with a fresh one.
+        self._new_handoff = lambda: RetrainHandoff(config, self.store, self.metrics, clock=self.clock, executor=self.executor)
+        self.handoff = self._new_handoff()
         self._inputs: dict[str, Inputs] = {}
         self.cycle = Cycle(self.store, self.references, self._inputs_for, self.clock, executor=self.executor)
         self._retrain_status: dict[str, str] = {}  # said once at start, and again when it changes
@@ -64,48 +66,94 @@ class Daemon:
         self._active_lock = threading.Condition()
         self._scheduler: Scheduler | None = None
         self._server: MetricsServer | None = None
+        self.instance = instance_name(config.state.instance)
+        self.leadership: Leadership | None = None  # PostgreSQL: one replica leads (monitor.state.lease)
+        self._sqlite_lock: SqliteLock | None = None
+        self._role = threading.Lock()  # elected/deposed arrive on the lease thread, a fenced write on a check's
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, schedule: bool = True) -> None:
-        """Recover, serve the HTTP endpoints and (unless `schedule` is False: the caller then
-        drives `tick` itself, as the demo does on its simulated clock) schedule the checks."""
-        for job in self.store.recover_interrupted_jobs():
-            log.warning("retrain job %s of %s was interrupted by a restart; marked failed", job.job_id, job.model)
-            self.metrics.retrain_finished(job.model, "failed", None)
+        """Serve the HTTP endpoints and lead: recover, then (unless `schedule` is False: the caller
+        then drives `tick` itself, as the demo does on its simulated clock) schedule the checks.
+        On PostgreSQL a replica leads only while it holds the lease; until then it stands by."""
         self._server = self._start_server()
-        for model in self.config.models:  # a restart keeps a firing alert firing
-            self._publish_alert_state(model.name)
-        if not schedule:
-            for model in self.config.models:
-                self._intervals[model.name] = _trigger(model)[1]
-                self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+        for model in self.config.models:
+            self._intervals[model.name] = _trigger(model)[1]
+        if not schedule:  # the caller drives this process's checks: it is the one writer
+            self._recover()
+            self.metrics.leader(self.instance, True)
             return
+        if not self.store.shared:
+            if self.store.sqlite_file:
+                self._sqlite_lock = SqliteLock(self.store.sqlite_file, self.store.url).acquire()
+            log.info("state in SQLite: single instance (a second `driftd run` on it is refused); "
+                     "share a PostgreSQL state_url to run standby replicas")
+            self._lead(None)
+            return
+        lease = self.config.state.lease
+        timing = lease_timing(lease.ttl, lease.renew_every, min(self._intervals.values(), default=60.0))
+        self.leadership = Leadership(self.store.engine, self.instance, timing, self.clock, self._lead, self._follow)
+        self.store.fence = self.leadership.fence  # refuses every write unless this replica holds the lease
+        self.metrics.leader(self.instance, False)
+        self.leadership.start()
+
+    def _recover(self) -> None:
+        for job in self.store.recover_interrupted_jobs():
+            log.warning("retrain job %s of %s was interrupted (a restart or a change of leader); marked failed", job.job_id, job.model)
+            self.metrics.retrain_finished(job.model, "failed", None)
+        for model in self.config.models:  # a restart keeps a firing alert firing
+            self.metrics.register_model(model.name, self._intervals[model.name], channels=model.alerts)
+            self._publish_alert_state(model.name)
+
+    def _lead(self, token: int | None) -> None:
+        """Elected (or alone on SQLite): recover the jobs the last leader left, schedule every model."""
         from monitor.core.threads import pin_blas
         from monitor.service.scheduler import Scheduler
 
-        pin_blas()  # BLAS threads spin against the other checks: 0.38 -> 0.17 CPU-s per 5k-row check
-        options = self.config.daemon
-        workers = options.workers or default_workers()
-        scheduler = self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
-                                    jitter=options.jitter, stagger=options.stagger)
-        for position, model in enumerate(self.config.models):
-            trigger, interval = _trigger(model)
-            self._intervals[model.name] = interval
-            self.metrics.register_model(model.name, interval, channels=model.alerts)
-            scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
-        scheduler.start()
+        with self._role:
+            if self._stop.is_set():
+                return
+            self._recover()
+            pin_blas()  # BLAS threads spin against the other checks: 0.38 -> 0.17 CPU-s per 5k-row check
+            options = self.config.daemon
+            workers = options.workers or default_workers()
+            scheduler = self._scheduler = Scheduler(self.clock, self._tick_by_name, workers=workers, seed=options.seed,
+                                                    jitter=options.jitter, stagger=options.stagger)
+            for position, model in enumerate(self.config.models):
+                trigger, interval = _trigger(model)
+                scheduler.add(model.name, interval, _next_fire(model, trigger), position, len(self.config.models))
+            scheduler.start()
+            self.metrics.leader(self.instance, True)
         log.info("driftd %s watching %d models with %d workers; metrics on %s:%s", __version__, len(self.config.models),
                  workers, self.config.server.host, self._server.port if self._server else "-")
+
+    def _follow(self, reason: str) -> None:
+        """Deposed (monitor.state.lease logged why): schedule nothing more, end a running retrain, and stop
+        exporting the models' series (the new leader's are the truth). Checks in flight meet the fence."""
+        with self._role:
+            self.metrics.leader(self.instance, False)
+            if self._scheduler is not None:
+                self._scheduler.stop()
+                self._scheduler = None
+            self.handoff.shutdown(wait=False)
+            self.handoff = self._new_handoff()
+            for model in self.config.models:
+                self.metrics.forget_model(model.name)
 
     def stop(self) -> None:
         """Stop scheduling, let in-flight checks finish (bounded), close everything."""
         self._stop.set()
-        if self._scheduler is not None:
-            self._scheduler.stop()
+        with self._role:
+            if self._scheduler is not None:
+                self._scheduler.stop()
         with self._active_lock:
             self._active_lock.wait_for(lambda: self._active == 0, timeout=STOP_GRACE_SECONDS)
             clean = self._active == 0
+        if self.leadership is not None:  # after the checks: a standby takes over at once, not mid-commit
+            self.leadership.stop()
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
         self.handoff.shutdown(wait=False)
         self.executor.close()
         self.notifier.close(timeout=1.0)
@@ -147,6 +195,11 @@ class Daemon:
         try:
             with log_context(model=model.name):
                 return self._catch_up(model)
+        except Fenced as exc:  # a paused ex-leader: another replica checks this window
+            log.error("%s", exc)
+            if self.leadership is not None:
+                self.leadership.lost(str(exc))
+            return None
         except Exception:  # a bug in one tick must not kill the model's schedule
             log.exception("check of %s failed unexpectedly", model.name)
             self.metrics.publish_check(failed(model, "internal error; see the daemon log", self.clock.now()))
@@ -305,12 +358,9 @@ class Daemon:
         return MetricsServer.from_config(self.metrics, self.config.server, self.readiness).start()
 
     def readiness(self) -> list[str]:
-        problems = []
-        if not self.store.ping():
-            problems.append("state store unreachable")
-        if not _mlflow_reachable(self.config):
-            problems.append("MLflow tracking server unreachable")
-        return problems
+        from monitor.service.readiness import problems
+
+        return problems(self.config, self.store)
 
 
 def _trigger(model: ModelConfig):
@@ -339,26 +389,3 @@ def default_workers() -> int:
     from retrain.train import available_cores
 
     return max(2, 2 * available_cores())
-
-
-_mlflow_probe: dict[str, tuple[float, bool]] = {}
-
-
-def _mlflow_reachable(config: Config) -> bool:
-    """Cached for a few seconds: /readyz is polled often and MLflow calls are not free."""
-    uri = config.mlflow.tracking_uri
-    checked_at, ok = _mlflow_probe.get(uri, (0.0, False))
-    if time.monotonic() - checked_at < 10:
-        return ok
-    if uri.startswith("sqlite:"):
-        # The embedded store is a local file MLflow creates on first use: its folder must exist.
-        ok = os.path.isdir(os.path.dirname(uri.removeprefix("sqlite:///")) or ".")
-    else:
-        import httpx
-
-        try:
-            ok = httpx.get(uri.rstrip("/") + "/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-    _mlflow_probe[uri] = (time.monotonic(), ok)
-    return ok

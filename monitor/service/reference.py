@@ -7,7 +7,9 @@ for a model with no champion registered yet.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from monitor.check.estimates import NO_SIGNALS, Signals
@@ -106,15 +109,37 @@ class References:
                 frame = validate_reference(load(), model)
                 if champion is not None:
                     frame = self._topped_up(model, frame, champion, cached)
-                prepared = prepare_reference(frame, model, version)
+                prepared = prepare_reference(frame, model, version, nulls_dir=self._nulls_dir(model),
+                                             reload=lambda: validate_reference(load(), model))
             except (InputError, DriftError) as exc:
                 raise ReferenceError(f"reference {version} of {model.name!r} is unusable: {exc}") from None
-            signals = self._signals(model, champion, frame)
+            tables = {c: t.numerical.sorted for c, t in prepared.tests.items() if t.numerical is not None}
+            signals = self._signals(model, champion, frame, tables)
             replaced = cached.champion.version if cached is not None and cached.champion is not None else None
             loaded = Loaded(prepared, champion, self._clock.now() if replaced else None, replaced, signals)
             self._cache[model.name] = loaded
             log.info("prepared reference %s for %s (%d rows)", version, model.name, prepared.rows)
             return loaded
+
+    def _nulls_dir(self, model: ModelConfig) -> Path | None:
+        """Where the model's calibrated null samples persist: beside driftd's state (monitor.core.paths)
+        when that place is known for sure: a SQLite state file at an absolute path (every loaded
+        configuration's), or systemd's $STATE_DIRECTORY. Otherwise (a Config built in code with the
+        default relative URL, PostgreSQL state without $STATE_DIRECTORY) they stay in memory rather
+        than land in whatever directory the process started in."""
+        from sqlalchemy.engine import make_url
+
+        from monitor.core.paths import state_dir
+
+        try:
+            url = make_url(self._config.state_url)
+            local = url.get_backend_name() == "sqlite" and Path(url.database or "").is_absolute()
+            if not local and not os.environ.get("STATE_DIRECTORY"):
+                return None
+            return state_dir(self._config) / "nulls" / hashlib.sha256(model.name.encode()).hexdigest()[:16]
+        except Exception as exc:  # noqa: BLE001 - an unusable state URL is reported by the state store
+            log.debug("null samples of %s are not persisted: %s", model.name, exc)
+            return None
 
     def _topped_up(self, model: ModelConfig, frame: pd.DataFrame, champion: Champion, cached: Loaded | None) -> pd.DataFrame:
         """A retrain's reference holds only its own fit rows; when they are fewer than drift tests
@@ -127,8 +152,12 @@ class References:
         needed = min_reference_rows(model)
         if len(frame) >= needed:
             return frame
-        previous = cached.prepared.frame if cached is not None and cached.prepared.version != champion.version else None
-        source = f"version {cached.prepared.version}" if previous is not None and cached is not None else None
+        previous, source = None, None
+        if cached is not None and cached.prepared.version != champion.version and cached.prepared.reload is not None:
+            try:  # the prepared reference keeps no rows: read the previous champion's again
+                previous, source = cached.prepared.reload(), f"version {cached.prepared.version}"
+            except Exception as exc:  # noqa: BLE001 - the registry is the next place to look
+                log.warning("cannot re-read reference %s to top up %s: %s", cached.prepared.version, model.name, exc)
         if previous is None and champion.promoted_over:
             try:
                 previous = validate_reference(self._from_registry(model, _Version(champion.promoted_over)), model)
@@ -142,7 +171,8 @@ class References:
                     "previous champion's reference (%s)", model.name, champion.version, len(frame), needed, len(extra), source)
         return pd.concat([frame, extra[[c for c in frame.columns if c in extra.columns]]], ignore_index=True)
 
-    def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame) -> Signals:
+    def _signals(self, model: ModelConfig, champion: Champion | None, frame: pd.DataFrame,
+                 tables: dict[str, np.ndarray] | None = None) -> Signals:
         """The champion's estimator (its artifact, else refitted) and multivariate reference."""
         from monitor.check.estimates import prepare_signals
 
@@ -160,7 +190,7 @@ class References:
                         raise
                     log.warning("cannot read the estimator artifact of %s version %s: %s", model.mlflow_name, champion.version, exc)
                     return None
-        return prepare_signals(model, frame, stored)
+        return prepare_signals(model, frame, stored, tables)
 
     def attribution(self, model: ModelConfig, loaded: Loaded) -> Attribution | None:
         """Whose rows quality judges: the champion's, from its promotion on (monitor.check.attribution)."""

@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from monitor.core.clock import utc_timestamp
 from monitor.core.config import Columns, SqlSource
 from monitor.core.redact import mask, url_secrets
+from monitor.sources import engines
 from monitor.sources.base import Source, SourceError, WindowQuery
 
 IDS_PER_QUERY = 10_000
@@ -41,7 +42,7 @@ _ISO_TEXT = re.compile(
 
 
 class SqlLogSource(Source):
-    """Reads windows of prediction logs from one table or query over one pooled Engine."""
+    """Reads windows of prediction logs from one table or query over the database's shared pooled Engine."""
 
     config_model = SqlSource
     scan_ordered = True  # scan() yields the rows in the database's (timestamp, id) order
@@ -66,7 +67,7 @@ class SqlLogSource(Source):
         self._table = cfg.table
         self._schema = cfg.db_schema
         self._query = cfg.query.strip().rstrip(";") if cfg.query else None
-        self._engine = self._create_engine(url)
+        self._engine: Engine | None = self._create_engine(url)
         self._sqlite_text: Callable[[pd.Timestamp], str] | None = None
 
     @property
@@ -76,7 +77,9 @@ class SqlLogSource(Source):
         return f"{target} at {self._shown}"
 
     def close(self) -> None:
-        self._engine.dispose()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engines.release(engine)
 
     def read(self, query: WindowQuery) -> pd.DataFrame:
         names = list(dict.fromkeys([*query.columns, self._ts, self._id]))
@@ -156,7 +159,11 @@ class SqlLogSource(Source):
         elif backend in ("mysql", "mariadb"):
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         try:
-            return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            return engines.acquire(
+                url.render_as_string(hide_password=False),
+                connect_args,
+                lambda: sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args),
+            )
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise SourceError(
                 f"cannot use database URL {self._shown}: {self._scrub(exc)} (install the driver or fix source.url)",
@@ -164,6 +171,8 @@ class SqlLogSource(Source):
             ) from None
 
     def _connect(self) -> Connection:
+        if self._engine is None:
+            raise SourceError(f"the source {self._shown} is closed (open it again)", kind="unreachable")
         try:
             return self._engine.connect()
         except (DBAPIError, SQLAlchemyError) as exc:

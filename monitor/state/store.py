@@ -15,39 +15,30 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.core.clock import Clock, SystemClock
-from monitor.core.config import MODEL_NAME_MAX_LENGTH
 from monitor.core.records import NO_AUDIT, Audit, CheckRecord, RetrainJob, Seen, decode
 from monitor.core.redact import mask, url_secrets
 from monitor.core.results import CheckResult, CheckStatus, Estimate, EstimatedQuality, Quality, VersionQuality, Watermark
 from monitor.core.statuses import JobStatus, RetrainOutcome, values
-
-SCHEMA_VERSION = 3
-_NAME = MODEL_NAME_MAX_LENGTH  # every `model` column holds a configured model name
+from monitor.state.engine import StateError as StateError  # raised by every store method; importers take it from here
+from monitor.state.engine import create_engine, explain
+from monitor.state.schema import MIGRATIONS, SCHEMA_VERSION, alerts, checks, decisions, retrain_jobs, seen_keys, versions, watermarks
 
 JOB_STATUSES = values(JobStatus)
 ACTIVE_JOB_STATUSES = tuple(s.value for s in JobStatus if s.active)
 JOB_OUTCOMES = values(RetrainOutcome)
 
-# SQLite waits this long for another writer (e.g. `driftd check` beside the daemon).
-_SQLITE_BUSY_TIMEOUT_S = 30
-_PG_CONNECT_TIMEOUT_S = 10
 _MIGRATE_LOCK_KEY = 0x647269667464  # "driftd"
-
-
-class StateError(Exception):
-    """The state database cannot be used; the message says which one (password masked) and what to do."""
 
 
 # --- rows crossing the boundary ----------------------------------------------------------
@@ -74,168 +65,6 @@ class AlertRecord:
     @property
     def firing(self) -> bool:
         return self.state == "firing"
-
-
-# --- schema ------------------------------------------------------------------------------
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Stores tz-aware datetimes as UTC and returns them tz-aware.
-
-    SQLite has no time zones and would hand back naive values; a naive input is refused
-    because guessing its zone would silently shift a watermark.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"refusing to store naive datetime {value.isoformat()}: pass a timezone-aware UTC time")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-metadata = sa.MetaData()
-
-versions = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied_at", UTCDateTime, nullable=False),
-)
-
-watermarks = sa.Table(
-    "watermarks",
-    metadata,
-    sa.Column("model", sa.String(_NAME), primary_key=True),
-    sa.Column("ts", UTCDateTime, nullable=False),  # for people; microseconds
-    # Nanoseconds since the epoch: Parquet timestamps carry them, and a watermark cut to
-    # microseconds would hand the window's last rows to the next window again.
-    sa.Column("ts_ns", sa.BigInteger, nullable=False),
-    sa.Column("id", sa.Text, nullable=False),  # JSON, so an int id comes back as int
-    sa.Column("check_id", sa.String(200), nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    # Rows at or before this (ns) are no longer audited for late arrival (monitor.check.late).
-    sa.Column("audit_from_ns", sa.BigInteger),
-)
-
-# The keys (64-bit hashes of (timestamp, id)) each window checked inside the look-back.
-seen_keys = sa.Table(
-    "seen_keys",
-    metadata,
-    sa.Column("check_id", sa.String(200), primary_key=True),
-    sa.Column("model", sa.String(_NAME), nullable=False),
-    sa.Column("min_ts_ns", sa.BigInteger, nullable=False),
-    sa.Column("max_ts_ns", sa.BigInteger, nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("hashes", sa.LargeBinary, nullable=False),
-    sa.Index("ix_seen_keys_model_max", "model", "max_ts_ns"),
-)
-
-checks = sa.Table(
-    "checks",
-    metadata,
-    sa.Column("check_id", sa.String(200), primary_key=True),
-    sa.Column("model", sa.String(_NAME), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("started_at", UTCDateTime, nullable=False),
-    sa.Column("window_start", UTCDateTime),
-    sa.Column("window_end", UTCDateTime, nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("rows_used", sa.Integer, nullable=False),
-    sa.Column("drifted_share", sa.Float, nullable=False),
-    sa.Column("dataset_drifted", sa.Boolean, nullable=False),
-    sa.Column("quality", sa.Text),
-    sa.Column("result", sa.Text, nullable=False),
-    sa.Column("message", sa.Text),
-    sa.Column("estimated", sa.Text),  # JSON of the label-free estimate (schema 3)
-    sa.Index("ix_checks_model_started", "model", "started_at"),
-)
-
-decisions = sa.Table(
-    "decisions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("model", sa.String(_NAME), nullable=False),
-    sa.Column("check_id", sa.String(200)),
-    sa.Column("at", UTCDateTime, nullable=False),
-    sa.Column("action", sa.String(200), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Index("ix_decisions_model_at", "model", "at"),
-)
-
-alerts = sa.Table(
-    "alerts",
-    metadata,
-    sa.Column("model", sa.String(_NAME), primary_key=True),
-    sa.Column("alert", sa.String(200), primary_key=True),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("since", UTCDateTime, nullable=False),
-    sa.Column("last_sent_at", UTCDateTime),
-    sa.CheckConstraint("state IN ('firing', 'resolved')", name="ck_alerts_state"),
-)
-
-_ACTIVE_SQL = "status IN ('queued', 'running')"
-retrain_jobs = sa.Table(
-    "retrain_jobs",
-    metadata,
-    sa.Column("job_id", sa.String(200), primary_key=True),
-    sa.Column("model", sa.String(_NAME), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("outcome", sa.String(16)),
-    sa.Column("reason", sa.Text),
-    sa.Column("trigger_check_id", sa.String(200)),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("started_at", UTCDateTime),
-    sa.Column("finished_at", UTCDateTime),
-    sa.Column("run_id", sa.String(200)),
-    sa.Column("version", sa.String(200)),
-    sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_retrain_jobs_status"),
-    sa.Index("ix_retrain_jobs_model_created", "model", "created_at"),
-    # The database, not a read-then-insert, enforces one active job per model: two threads
-    # or two processes racing to start a retrain cannot both win.
-    sa.Index(
-        "ux_retrain_jobs_one_active",
-        "model",
-        unique=True,
-        sqlite_where=sa.text(_ACTIVE_SQL),
-        postgresql_where=sa.text(_ACTIVE_SQL),
-    ),
-)
-
-
-def _migrate_to_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[watermarks, checks, decisions, alerts, retrain_jobs])
-
-
-def _migrate_to_2(conn: Connection) -> None:
-    # Late-row bookkeeping. Windows recorded before it kept no keys: auditing starts at the
-    # current watermark, so no row already checked is taken for a late one.
-    if "audit_from_ns" not in {c["name"] for c in sa.inspect(conn).get_columns("watermarks")}:
-        conn.execute(sa.text("ALTER TABLE watermarks ADD COLUMN audit_from_ns BIGINT"))
-    conn.execute(sa.update(watermarks).where(watermarks.c.audit_from_ns.is_(None)).values(audit_from_ns=watermarks.c.ts_ns))
-    seen_keys.create(conn, checkfirst=True)
-
-
-def _migrate_to_3(conn: Connection) -> None:
-    # Label-free quality estimates, queried by the policy beside realized quality. Older checks
-    # have none (NULL), which the policy reads as "not estimated".
-    if "estimated" not in {c["name"] for c in sa.inspect(conn).get_columns("checks")}:
-        conn.execute(sa.text("ALTER TABLE checks ADD COLUMN estimated TEXT"))
-
-
-# Version N's step upgrades a database at version N-1. Append, never edit a released step.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2, 3: _migrate_to_3}
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -317,7 +146,7 @@ class StateStore:
         self._secrets = url_secrets(url)
         self._url_masked = mask(url, self._secrets)
         self._clock = clock or SystemClock()
-        self._engine = self._create_engine(url)
+        self._engine = create_engine(url, self._url_masked)
         self._is_sqlite = self._engine.dialect.name == "sqlite"
         self._in_memory = self._is_sqlite and self._engine.url.database in (None, "", ":memory:")
         # SQLite has one writer at a time anyway; serialising in-process turns lock waits
@@ -325,12 +154,15 @@ class StateStore:
         self._lock: AbstractContextManager[Any] = threading.RLock() if self._is_sqlite else nullcontext()
         # Reads need no lock on a file (WAL readers never block), only on :memory:'s one connection.
         self._read_lock: AbstractContextManager[Any] = self._lock if self._in_memory else nullcontext()
+        # Set by a leader (monitor.state.lease): every write transaction starts with it, and it raises
+        # when another replica has taken the lease since.
+        self.fence: Callable[[Connection], int] | None = None
         try:
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except SQLAlchemyError as exc:
             self._engine.dispose()
-            raise StateError(self._explain(exc, "cannot connect to")) from None
+            raise StateError(explain(exc, "cannot connect to", self._url_masked, self._secrets)) from None
 
     @property
     def engine(self) -> Engine:
@@ -341,11 +173,21 @@ class StateStore:
         """The URL with its password masked, safe to log."""
         return self._url_masked
 
+    @property
+    def shared(self) -> bool:
+        """Several daemons may share it (PostgreSQL); SQLite state is single-instance."""
+        return not self._is_sqlite
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database file, None for PostgreSQL or :memory:."""
+        return None if not self._is_sqlite or self._in_memory else self._engine.url.database
+
     # --- lifecycle ---
 
     def migrate(self) -> None:
         """Create the schema on first start, or upgrade it; a no-op when up to date."""
-        with self._tx() as conn:
+        with self._tx(fenced=False) as conn:
             if not self._is_sqlite:
                 # Two daemons starting together must not both create the tables.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
@@ -357,7 +199,7 @@ class StateStore:
                     f"driftd understands ({SCHEMA_VERSION}): upgrade driftd, or point state_url at another database"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                _MIGRATIONS[version](conn)
+                MIGRATIONS[version](conn)
                 conn.execute(sa.insert(versions).values(version=version, applied_at=self._now()))
 
     def schema_version(self) -> int:
@@ -407,9 +249,10 @@ class StateStore:
 
         Recording the same check_id again changes nothing, so a retried tick is harmless.
         """
-        with self._tx() as conn:
+        with self._tx(fenced=False) as conn:
+            token = self.fence(conn) if self.fence is not None else None
             # RETURNING, not rowcount: psycopg reports rowcount -1 for INSERT ... ON CONFLICT DO NOTHING.
-            stmt = self._insert(checks).values(self._check_row(result)).on_conflict_do_nothing(index_elements=["check_id"])
+            stmt = self._insert(checks).values({**self._check_row(result), "token": token}).on_conflict_do_nothing(index_elements=["check_id"])
             inserted = conn.execute(stmt.returning(checks.c.check_id)).first() is not None
             if inserted and result.watermark is not None:
                 audit_from = seen.audit_from_ns if seen is not None else pd.Timestamp(result.watermark.timestamp).value
@@ -557,8 +400,9 @@ class StateStore:
     # --- internals ---
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Connection]:
+    def _tx(self, write: bool = True, fenced: bool = True) -> Iterator[Connection]:
         """One transaction; database failures become StateError naming the (masked) database.
+        A leader's write transaction starts with its fence (`fenced=False`: the caller calls it).
 
         On SQLite only a write transaction takes the write lock up front (BEGIN IMMEDIATE);
         a read is a deferred transaction, which in WAL mode neither waits for nor blocks writers."""
@@ -567,9 +411,11 @@ class StateStore:
                 with self._engine.connect() as conn:
                     conn = conn.execution_options(driftd_write=write)
                     with conn.begin():
+                        if write and fenced and self.fence is not None:
+                            self.fence(conn)
                         yield conn
             except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
-                raise StateError(self._explain(exc, "query failed on")) from None
+                raise StateError(explain(exc, "query failed on", self._url_masked, self._secrets)) from None
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -604,66 +450,3 @@ class StateStore:
             "message": mask(result.message) if result.message else None,
             "estimated": _estimated_json(result.estimated),
         }
-
-    def _create_engine(self, url: str) -> Engine:
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise StateError(
-                f"state_url {self._url_masked} is not a database URL: write sqlite:///path/to/state.db "
-                "or postgresql+psycopg://user@host:5432/dbname"
-            ) from None
-        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-            raise StateError(f"state_url {self._url_masked}: driftd keeps its state in SQLite or PostgreSQL only")
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver driftd ships
-        try:
-            if parsed.get_backend_name() == "sqlite":
-                return self._sqlite_engine(parsed)
-            return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S})
-        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StateError(f"state_url {self._url_masked}: {exc} (for PostgreSQL use postgresql+psycopg://)") from None
-
-    @staticmethod
-    def _sqlite_engine(url: sa.URL) -> Engine:
-        in_memory = url.database in (None, "", ":memory:")
-        engine = sa.create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
-            poolclass=StaticPool if in_memory else None,
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the sqlite3 module, emit BEGIN (see _on_begin).
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # A write takes the lock up front (IMMEDIATE): a deferred transaction that reads and
-            # then writes fails with "database is locked" instead of waiting when another
-            # process (`driftd check` beside the daemon) wrote in between. Reads stay deferred.
-            write = conn.get_execution_options().get("driftd_write", True)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
-
-    def _explain(self, exc: SQLAlchemyError, what: str) -> str:
-        detail = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], self._secrets)
-        if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
-            hint = "the schema is missing: start the daemon once (it runs StateStore.migrate()) before other commands"
-        elif self._url_masked.startswith("sqlite") and ("locked" in detail or "busy" in detail):
-            hint = (f"another process held the SQLite write lock for more than {_SQLITE_BUSY_TIMEOUT_S} s — a long "
-                    "`driftd` command beside the daemon, or a stuck process; retry, and use PostgreSQL for "
-                    "state shared by several processes")
-        elif self._url_masked.startswith("sqlite"):
-            hint = "check that the directory exists and is writable"
-        else:
-            hint = "check that PostgreSQL is running, the host/port/database are right and the user may connect"
-        return f"{what} state database {self._url_masked}: {detail} ({hint})"

@@ -309,6 +309,7 @@ DRIFTD_METRICS = frozenset({
     "driftd_feature_missing_share",
     "driftd_feature_unseen_share",
     "driftd_alert_firing",
+    "driftd_leader",
     "driftd_estimated_quality",
     "driftd_estimated_quality_lower",
     "driftd_estimated_quality_upper",

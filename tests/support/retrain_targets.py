@@ -61,7 +61,29 @@ def hoards_memory(config: Config, model: ModelConfig, trigger: Trigger, *, now: 
     return _outcome(model, "rejected", f"allocated {len(held)} bytes")
 
 
-BEHAVIOURS: dict[str, Callable[..., Any]] = {"rejects": rejects, "raises": raises, "hangs": hangs, "aborts": aborts, "hoards_memory": hoards_memory}
+def killed_at_the_switch(config: Config, model: ModelConfig, trigger: Trigger, *, now: datetime, progress: Callable[[str], None]) -> Any:
+    """The real pipeline, its process killed (SIGKILL, as the OOM killer or a node loss would) at the
+    worst moment: the challenger registered and passing, the `champion` alias about to move."""
+    import signal
+
+    from mlflow import MlflowClient
+
+    from retrain.pipeline import run_retrain
+    from retrain.registry import CHAMPION
+
+    real = MlflowClient.set_registered_model_alias
+
+    def set_alias(self: MlflowClient, name: str, alias: str, version: str) -> None:
+        if alias == CHAMPION:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(self, name, alias, version)
+
+    MlflowClient.set_registered_model_alias = set_alias  # type: ignore[method-assign]
+    return run_retrain(config, model, trigger, now=now, progress=progress)
+
+
+BEHAVIOURS: dict[str, Callable[..., Any]] = {"rejects": rejects, "raises": raises, "hangs": hangs, "aborts": aborts, "hoards_memory": hoards_memory,
+                                             "killed_at_the_switch": killed_at_the_switch}
 
 
 def acts_out(config: Config, model: ModelConfig, trigger: Trigger, *, now: datetime, progress: Callable[[str], None]) -> Any:

@@ -9,10 +9,10 @@ returns the result; the daemon records it).
   would copy them half-held) and live as long as the pool: their imports (pandas, scipy, scikit-learn)
   are paid once per worker, and each pins BLAS to one thread as the daemon does.
 - A check ships the model's settings, its window spec and the champion's prepared reference and
-  signals, pickled anew each time: 10.6 MiB at 20k rows x 20 features, ~14 ms to pickle in the
-  daemon and ~5 ms to unpickle in the worker, against ~130 ms of CPU for the check itself. Keeping
-  references instead (per worker, or their bytes in the daemon) would cost ~10 MiB per model per
-  copy: 10 GB at 1,000 models, over the memory budget.
+  signals, pickled anew each time: 2.45 MiB at 20k rows x 20 features, 1-3 ms to pickle plus as
+  much to unpickle, against ~130 ms of CPU for the check itself. Keeping references instead (per
+  worker, or their bytes in the daemon) would cost 2.45 MiB per model per copy: 2.45 GB per worker
+  at 1,000 models, over the memory budget.
   Bootstrap null samples a worker draws for a reference come back with the result and join the
   daemon's NullCache, so the next check of that version carries them and is not calibrated again.
 - A worker opens the model's sources for one check and closes them (no pool of connections per
@@ -25,7 +25,6 @@ returns the result; the daemon records it).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -149,14 +148,10 @@ class CheckPool:
 
 
 def _for_worker(prepared: PreparedReference) -> PreparedReference:
-    """The reference without what only the daemon uses: the Evidently Dataset (an HTML report is
-    rendered in the daemon), the rows as given and a way to re-read them (a top-up of the next
-    version; a closure would not even pickle). 12.4 -> 10.6 MiB pickled with the signals, 45 -> 20 ms
-    to pickle and unpickle (20k rows x 20 features). The null cache is the same object."""
-    present = {field.name for field in dataclasses.fields(prepared)}
-    withheld: dict[str, Any] = {"evidently": None, "frame": prepared.frame.iloc[:0] if "frame" in present else None,
-                                "reload": None}
-    return replace(prepared, **{name: value for name, value in withheld.items() if name in present})
+    """The reference without its Evidently Dataset: an HTML report is rendered in the daemon, and
+    once built the Dataset would travel with every check (`reload` is dropped by the reference's
+    own pickling). The null cache is the same object."""
+    return replace(prepared, evidently=None)  # type: ignore[arg-type]  # a worker never reads it
 
 
 def _finish(job: CheckJob, done: PoolDone) -> Checked:
