@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
-from monitor.core.clock import utc_timestamp
 from monitor.core.config import Columns, FilesSource
 from monitor.sources.base import Source, SourceError, WindowQuery
-from monitor.sources.textfiles import corrupt_file, missing_columns, read_text_file, stream_text_file
+from monitor.sources.parquet import BATCH_ROWS, parquet_null_count, parquet_schema, read_parquet_group, stream_parquet_group
+from monitor.sources.pushdown import FilterFor, apply_filter, ids_filter, pushable, window_filter
+from monitor.sources.textfiles import read_text_file, stream_text_file
 
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -45,10 +43,6 @@ _SUFFIXES = {
     ".json": "jsonl",
 }
 _UTC_NS = pa.timestamp("ns", tz="UTC")
-BATCH_ROWS = 65_536  # rows per streamed batch: large enough for vectorised work, small next to a window
-
-# Builds a filter for a table whose column types are given by the schema.
-FilterFor = Callable[[pa.Schema], "ds.Expression | None"]
 
 
 class FileLogSource(Source):
@@ -70,7 +64,7 @@ class FileLogSource(Source):
     def _read_table(self, query: WindowQuery) -> pa.Table:
         """The window whole, sorted by (timestamp, id), at most `query.limit` rows."""
         wanted = _with_keys(query.columns, (self._ts, self._id))
-        table = self._scan(wanted, partial(_window_filter, query, self._ts, self._id))
+        table = self._scan(wanted, partial(window_filter, query, self._ts, self._id))
         table = table.sort_by([(self._ts, "ascending"), (self._id, "ascending")])
         return table.slice(0, query.limit) if query.limit is not None else table
 
@@ -93,7 +87,7 @@ class FileLogSource(Source):
                 yield table.select(list(query.columns))
             return
         wanted = _with_keys(query.columns, (self._ts, self._id))
-        filter_for = partial(_window_filter, query, self._ts, self._id)
+        filter_for = partial(window_filter, query, self._ts, self._id)
         schemas: dict[Path, pa.Schema] = {}
         for origin, table in self._batches(wanted, filter_for):
             schema = _plain_schema(table.schema)
@@ -107,7 +101,7 @@ class FileLogSource(Source):
         wanted = _with_keys(columns, (self._id,))
         if not ids:
             return _empty(columns, self._ts)
-        table = self._scan(wanted, partial(_ids_filter, ids, self._id))
+        table = self._scan(wanted, partial(ids_filter, ids, self._id))
         keys = [(c, "ascending") for c in (self._ts, self._id) if c in wanted]
         return _to_frame(table.sort_by(keys), columns)
 
@@ -116,10 +110,10 @@ class FileLogSource(Source):
         nulls = 0
         for fmt, group in _by_format(self._files(), self._format).items():
             for path in group:
-                counted = _parquet_null_count(path, self._ts) if fmt == "parquet" else None
+                counted = parquet_null_count(path, self._ts) if fmt == "parquet" else None
                 if counted is None:
                     if fmt == "parquet":
-                        tables = [_read_parquet_group([path], _parquet_schema(path, [self._ts]), [self._ts], None)]
+                        tables = [read_parquet_group([path], parquet_schema(path, [self._ts]), [self._ts], None)]
                     else:
                         tables = list(stream_text_file(path, fmt, [self._ts], self._categorical))
                     counted = sum(self._normalize(table, path)[self._ts].null_count for table in tables)
@@ -140,7 +134,7 @@ class FileLogSource(Source):
             else:
                 for path in group:
                     table = self._normalize(read_text_file(path, fmt, wanted, self._categorical), path)
-                    tables.append(_apply(table, filter_for))
+                    tables.append(apply_filter(table, filter_for))
         if not tables:
             return _empty_table(wanted, self._ts)
         try:
@@ -162,7 +156,7 @@ class FileLogSource(Source):
                 continue
             for path in group:  # text files have no row groups to skip: streamed in blocks, handed on in slices
                 for block in stream_text_file(path, fmt, wanted, self._categorical):
-                    table = _apply(self._normalize(block, path), filter_for)
+                    table = apply_filter(self._normalize(block, path), filter_for)
                     for offset in range(0, table.num_rows, BATCH_ROWS):
                         yield path, table.slice(offset, BATCH_ROWS)
 
@@ -170,19 +164,19 @@ class FileLogSource(Source):
         groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
         schemas: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
         for path in paths:  # as in _scan_parquet: files agreeing on the physical types scan together
-            schema = _parquet_schema(path, wanted)
+            schema = parquet_schema(path, wanted)
             key = tuple((f.name, str(f.type)) for f in schema)
             groups.setdefault(key, []).append(path)
             schemas[key] = schema
         for key, group in groups.items():
             schema = schemas[key]
-            pushdown = filter_for(schema) if _pushable(schema, self._ts) else None
+            pushdown = filter_for(schema) if pushable(schema, self._ts) else None
             text = [f.name for f in schema if f.name in self._categorical and pa.types.is_string(f.type)]
-            for batch in _stream_parquet_group(group, schema, wanted, pushdown, dictionary=text):
+            for batch in stream_parquet_group(group, schema, wanted, pushdown, dictionary=text, batch_rows=BATCH_ROWS):
                 table = self._normalize(batch, group[0])
-                # The pushed-down filter is exact (_window_filter floors to the stored unit), so
+                # The pushed-down filter is exact (window_filter floors to the stored unit), so
                 # only text timestamps, parsed after reading, are filtered here.
-                yield group[0], table if pushdown is not None else _apply(table, filter_for)
+                yield group[0], table if pushdown is not None else apply_filter(table, filter_for)
 
     def _unified(self, schemas: list[pa.Schema]) -> None:
         """What read() finds when it concatenates the files: column types that cannot be merged."""
@@ -199,17 +193,17 @@ class FileLogSource(Source):
         groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
         schemas: dict[tuple[tuple[str, str], ...], pa.Schema] = {}
         for path in paths:
-            schema = _parquet_schema(path, wanted)
+            schema = parquet_schema(path, wanted)
             key = tuple((f.name, str(f.type)) for f in schema)
             groups.setdefault(key, []).append(path)
             schemas[key] = schema
         tables = []
         for key, group in groups.items():
             schema = schemas[key]
-            pushdown = filter_for(schema) if _pushable(schema, self._ts) else None
-            table = _read_parquet_group(group, schema, wanted, pushdown)
+            pushdown = filter_for(schema) if pushable(schema, self._ts) else None
+            table = read_parquet_group(group, schema, wanted, pushdown)
             table = self._normalize(table, group[0])
-            tables.append(_apply(table, filter_for))
+            tables.append(apply_filter(table, filter_for))
         return tables
 
     def _normalize(self, table: pa.Table, path: Path) -> pa.Table:
@@ -279,110 +273,6 @@ def _format_of(path: Path) -> str:
     )
 
 
-def _parquet_schema(path: Path, wanted: list[str]) -> pa.Schema:
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise corrupt_file(path, exc) from None
-    missing = [c for c in wanted if c not in schema.names]
-    if missing:
-        raise missing_columns(path, missing, schema.names)
-    return pa.schema([schema.field(c) for c in wanted])
-
-
-def _parquet_null_count(path: Path, ts_name: str) -> int | None:
-    """Nulls in a timestamp-typed column from the row groups' statistics; None when unknown."""
-    try:
-        meta = pq.ParquetFile(path).metadata
-        schema = meta.schema.to_arrow_schema()
-    except (pa.ArrowException, OSError) as exc:
-        raise corrupt_file(path, exc) from None
-    if ts_name not in schema.names:
-        raise missing_columns(path, [ts_name], schema.names)
-    if not pa.types.is_timestamp(schema.field(ts_name).type):
-        return None  # text timestamps: an unparsable value is a null too, so parse them
-    index = meta.schema.names.index(ts_name) if ts_name in meta.schema.names else None
-    if index is None:
-        return None
-    total = 0
-    for group in range(meta.num_row_groups):
-        stats = meta.row_group(group).column(index).statistics
-        if stats is None or not stats.has_null_count:
-            return None
-        total += stats.null_count
-    return total
-
-
-def _read_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str], pushdown: ds.Expression | None) -> pa.Table:
-    try:
-        dataset = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
-        return dataset.to_table(columns=wanted, filter=pushdown)
-    except (pa.ArrowException, OSError) as exc:
-        if len(paths) == 1:
-            raise corrupt_file(paths[0], exc) from None
-        # A data page is broken somewhere: scan file by file to name the culprit.
-        tables = [_read_parquet_group([p], schema, wanted, pushdown) for p in paths]
-        return pa.concat_tables(tables)
-
-
-def _stream_parquet_group(paths: list[Path], schema: pa.Schema, wanted: list[str],
-                          pushdown: ds.Expression | None, dictionary: Sequence[str] = ()) -> Iterator[pa.Table]:
-    """The files' rows in batches, file by file, filtered by `pushdown` when given; the
-    `dictionary` columns (text) dictionary-encoded: reading 8 low-cardinality text columns this
-    way took 0.32 s for 1M rows where decoding every string took 0.75 s.
-
-    Row groups are chosen from their statistics as the dataset scanner does, then read with
-    ParquetFile.iter_batches (pre-buffering off, a 1 MB read buffer): pyarrow's dataset scanner
-    held 214 MB of Arrow memory for a 1M-row file where this holds 78 MB, and with its default
-    pre-buffering peak memory grew with the window (699 MB at 1M rows, 1.31 GB at 5M). A row
-    group whose statistics put every row inside the window is not filtered row by row."""
-    for path in paths:
-        try:
-            groups = _row_groups(path, schema, pushdown)
-            if not groups:
-                continue
-            reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=list(dictionary) or None)
-            for index, whole in groups:
-                for batch in reader.iter_batches(batch_size=BATCH_ROWS, row_groups=[index], columns=wanted, use_threads=False):
-                    table = pa.Table.from_batches([batch]).select(wanted)
-                    yield table if whole or pushdown is None else table.filter(pushdown)
-        except (pa.ArrowException, OSError) as exc:
-            raise corrupt_file(path, exc) from None
-
-
-def _row_groups(path: Path, schema: pa.Schema, pushdown: ds.Expression | None) -> list[tuple[int, bool]]:
-    """The row groups of `path` that may hold rows passing `pushdown`, and whether all of theirs do."""
-    fragment = next(ds.dataset(str(path), schema=schema, format="parquet").get_fragments())
-    if pushdown is None:
-        return [(group.id, False) for group in fragment.row_groups]
-    return [(piece.row_groups[0].id, _whole(piece.row_groups[0].statistics, schema, pushdown))
-            for piece in fragment.split_by_row_group(filter=pushdown)]
-
-
-def _whole(statistics: dict, schema: pa.Schema, pushdown: ds.Expression) -> bool:
-    """Whether every row of a row group passes: its timestamp range, widened by a microsecond
-    (statistics may be rounded), passes with every other column unknown (null). The window's
-    conditions are intervals in time whose edges need the id only at equal timestamps, so
-    passing at both ends with unknown ids means passing everywhere between."""
-    ts_name = next((name for name, stats in statistics.items()
-                    if name in schema.names and pa.types.is_timestamp(schema.field(name).type) and stats), None)
-    if ts_name is None:
-        return False
-    kind = schema.field(ts_name).type
-    try:
-        low = pd.Timestamp(statistics[ts_name]["min"]) - pd.Timedelta(1, "us")
-        high = pd.Timestamp(statistics[ts_name]["max"]) + pd.Timedelta(1, "us")
-        if kind.tz is None:
-            low, high = (t.tz_localize(None) if t.tzinfo else t for t in (low, high))
-        else:
-            low, high = (t.tz_localize("UTC") if t.tzinfo is None else t for t in (low, high))
-        ends = pa.table({f.name: pa.array([low, high], type=f.type) if f.name == ts_name else pa.nulls(2, type=f.type)
-                         for f in schema})
-        return ends.filter(pushdown).num_rows == 2
-    except (pa.ArrowException, ValueError, TypeError, KeyError):
-        return False  # unusual statistics: filter the rows instead
-
-
 def _utc_timestamps(column: pa.ChunkedArray, name: str, path: Path) -> pa.ChunkedArray:
     kind = column.type
     if pa.types.is_timestamp(kind):
@@ -440,76 +330,6 @@ def _plain_text(table: pa.Table) -> pa.Table:
         if pa.types.is_dictionary(field.type):
             table = table.set_column(index, field.name, table[field.name].cast(field.type.value_type))
     return table
-
-
-def _pushable(schema: pa.Schema, ts_name: str) -> bool:
-    """Whether the filter can run on the stored types (text timestamps are parsed first)."""
-    return ts_name not in schema.names or pa.types.is_timestamp(schema.field(ts_name).type)
-
-
-def _apply(table: pa.Table, filter_for: FilterFor) -> pa.Table:
-    expression = filter_for(table.schema)
-    return table if expression is None else table.filter(expression)
-
-
-def _ts_literal(value: datetime, kind: pa.TimestampType) -> tuple[pa.Scalar, bool]:
-    """`value` as a scalar of the column's type, floored to its unit; and whether that was exact.
-
-    For an integer-valued column, ts > x <=> ts > floor(x) and ts <= x <=> ts <= floor(x),
-    so flooring keeps the window exact even when `until` is finer than the stored unit."""
-    stamp = utc_timestamp(value)
-    floored = stamp.floor(kind.unit) if kind.unit != "ns" else stamp
-    if kind.tz is None:
-        floored = floored.tz_convert(None)
-        exact = floored == stamp.tz_convert(None)
-    else:
-        exact = floored == stamp
-    return pa.scalar(floored, type=kind), bool(exact)
-
-
-def _window_filter(query: WindowQuery, ts_name: str, id_name: str, schema: pa.Schema) -> ds.Expression:
-    ts_type = schema.field(ts_name).type
-    ts = ds.field(ts_name)
-    until, _ = _ts_literal(query.until, ts_type)
-    expression = ts <= until
-    if query.after is not None:
-        after, exact = _ts_literal(query.after.timestamp, ts_type)
-        lower = ts > after
-        if exact:
-            id_literal = _id_literal(query.after.id, schema.field(id_name).type, id_name)
-            lower = lower | ((ts == after) & (ds.field(id_name) > id_literal))
-        expression = expression & lower
-    elif query.since is not None:
-        since, _ = _ts_literal(query.since, ts_type)
-        expression = expression & (ts > since)
-    if query.through is not None:
-        through, exact = _ts_literal(query.through.timestamp, ts_type)
-        upper = ts <= through
-        if exact:
-            id_literal = _id_literal(query.through.id, schema.field(id_name).type, id_name)
-            upper = (ts < through) | ((ts == through) & (ds.field(id_name) <= id_literal))
-        expression = expression & upper
-    return expression
-
-
-def _id_literal(value: str | int, kind: pa.DataType, name: str) -> pa.Scalar:
-    try:
-        return pa.scalar(value).cast(kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise SourceError(
-            f"watermark id {value!r} does not fit id column {name!r} of type {kind}; "
-            "did the id column change type? convert the ids back, or move the model past these rows with `driftd skip-window`",
-            kind="schema",
-        ) from None
-
-
-def _ids_filter(ids: Sequence[str | int], id_name: str, schema: pa.Schema) -> ds.Expression:
-    kind = schema.field(id_name).type
-    try:
-        values = pa.array(list(ids)).cast(kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        values = pa.array([str(i) for i in ids]).cast(kind, safe=False)
-    return ds.field(id_name).isin(values)
 
 
 def _empty_table(columns: Sequence[str], ts_name: str) -> pa.Table:
