@@ -117,7 +117,8 @@ def prepare_signals(model: ModelConfig, frame: pd.DataFrame, stored: Callable[[]
     domain, domain_note = None, None
     options = model.drift.multivariate
     if options.enabled:
-        from monitor.check.multivariate import MultivariateError, preload_learner, prepare_domain_reference
+        from monitor.check.learners import preload_learner
+        from monitor.check.multivariate import MultivariateError, prepare_domain_reference
 
         try:
             domain = prepare_domain_reference(frame, model.columns.numerical, model.columns.categorical, tables=tables)
