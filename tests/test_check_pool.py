@@ -23,6 +23,7 @@ from monitor.core.clock import SimulatedClock
 from monitor.core.config import ConfigError, load_config, parse_config
 from monitor.core.results import CheckResult, CheckStatus
 from monitor.service.daemon import Daemon
+from tests.support.checks import comparable
 from tests.support.data import START, columns, predictions
 
 NOW = START + timedelta(hours=2, minutes=1)
@@ -62,16 +63,6 @@ def config_file(directory: Path, processes: int, name: str) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def comparable(result: CheckResult) -> dict:
-    found = result.to_dict()
-    for key in ("check_id", "duration_seconds"):
-        found.pop(key, None)
-    found["details"] = {k: v for k, v in found.get("details", {}).items() if k != "executor"}
-    if found.get("multivariate"):
-        found["multivariate"] = {k: v for k, v in found["multivariate"].items() if k != "seconds"}
-    return found
 
 
 def gone(pid: int) -> bool:

@@ -35,6 +35,7 @@ from monitor.demo.ray_cluster import RayCluster, descendants, ray_cluster
 from monitor.service.daemon import Daemon
 from monitor.state.store import StateStore
 from retrain.pipeline import Trigger
+from tests.support.checks import comparable
 from tests.support.data import START, columns, predictions
 from tests.support.promstack import free_port
 from tests.test_retrain import NOW as RETRAIN_NOW
@@ -132,17 +133,6 @@ def on_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
     mapped = getattr(ip, "ipv4_mapped", None)
     return (mapped or ip).is_loopback
-
-
-def comparable(result: CheckResult) -> dict:
-    """What a check found, without what differs by run (its id, timing, where it ran)."""
-    found = result.to_dict()
-    for key in ("check_id", "duration_seconds"):
-        found.pop(key, None)
-    found["details"] = {k: v for k, v in found.get("details", {}).items() if k != "executor"}
-    if found.get("multivariate"):
-        found["multivariate"] = {k: v for k, v in found["multivariate"].items() if k != "seconds"}
-    return found
 
 
 def test_checks_run_on_ray_workers_with_the_local_executors_results(cluster: RayCluster, world):
@@ -294,7 +284,6 @@ def test_no_cluster_is_a_recorded_failed_check_and_the_daemon_carries_on(tmp_pat
     assert again is not None and again.status is CheckStatus.ERROR
     assert [r.status for r in records] == [CheckStatus.ERROR, CheckStatus.ERROR]  # recorded as failed checks
     assert watermark is None  # no window was skipped
-
 
 
 def test_a_cluster_lost_mid_run_is_a_failed_check_and_the_window_is_checked_once_it_is_back(cluster: RayCluster, world):
